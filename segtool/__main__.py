@@ -1,0 +1,7 @@
+"""``python -m segtool ...`` is ``segtool ...``."""
+
+import sys
+
+from segtool.cli import main
+
+sys.exit(main())

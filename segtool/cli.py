@@ -1,0 +1,256 @@
+"""The command line: ``segtool [PROJECT]``, ``demo``, ``new``, ``train``, ``predict``, ``export``, ``info``.
+
+Every user error prints one line per problem, naming the file, and exits non-zero; a
+traceback only with ``--debug``. TensorFlow is imported only by ``train`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from segtool import __version__
+from segtool.core.errors import SegtoolError
+
+COMMANDS = ("gui", "demo", "new", "train", "predict", "export", "info")
+EXPORT_FORMATS = ("index", "color", "coco")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per action."""
+    parser = argparse.ArgumentParser(
+        prog="segtool",
+        description="Label images for semantic segmentation with a U-Net that learns as you go. "
+        "'segtool PROJECT' opens the window on a project.",
+    )
+    parser.add_argument("--version", action="version", version=f"segtool {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gui = commands.add_parser("gui", help="open the window (the default command)")
+    gui.add_argument("project", nargs="?", type=Path, help="project folder (default: the last one)")
+
+    demo = commands.add_parser("demo", help="create the demo project and open it")
+    demo.add_argument("--folder", type=Path, default=None,
+                      help="where to create it (default: segtool/demo in the user's data folder)")
+    demo.add_argument("--no-gui", action="store_true", help="create the project only")
+
+    new = commands.add_parser("new", help="create a project from a folder of images")
+    new.add_argument("project", type=Path, help="project folder to create")
+    new.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
+    new.add_argument("--classes", default="background,foreground",
+                     help="comma-separated class names, background first (default: %(default)s)")
+
+    train = commands.add_parser("train", help="train the U-Net on the labelled masks")
+    train.add_argument("project", type=Path)
+    train.add_argument("--max-seconds", type=float, default=60.0,
+                       help="time budget in seconds (default: %(default)s)")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="stop after this many epochs (passes over the labelled patches)")
+    train.add_argument("--from-scratch", action="store_true",
+                       help="start from random weights instead of the current model")
+
+    predict = commands.add_parser("predict", help="write class-index PNGs predicted by a model")
+    predict.add_argument("project", type=Path)
+    predict.add_argument("images", nargs="*", help="image names or stems (default: all)")
+    predict.add_argument("--model", type=Path, default=None,
+                         help=".keras model file (default: the project's current model)")
+    predict.add_argument("--out", type=Path, default=None,
+                         help="output folder (default: PROJECT/predictions)")
+
+    export = commands.add_parser("export", help="export the masks")
+    export.add_argument("project", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="index",
+                        help="index: class-index PNGs; color: RGB PNGs; coco: annotations.json")
+
+    info = commands.add_parser("info", help="images, labelled pixels per class, models")
+    info.add_argument("project", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segtool`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args_list if a != "--debug"), None)
+    if first is not None and not first.startswith("-") and first not in COMMANDS:
+        args_list.insert(args_list.index(first), "gui")  # `segtool PROJECT` opens the window
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    command = args.command or "gui"
+    try:
+        return int(_HANDLERS[command](args) or 0)
+    except SegtoolError as error:
+        if args.debug:
+            raise
+        print(f"segtool: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"segtool: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("segtool: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from segtool.gui.app import run_gui
+
+    return run_gui(getattr(args, "project", None))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from segtool.core.demo import create_demo_project, default_demo_folder
+
+    folder = args.folder or default_demo_folder()
+    project = create_demo_project(folder)
+    print(f"demo project: {project.root}")
+    if args.no_gui:
+        return 0
+    from segtool.gui.app import run_gui
+
+    return run_gui(project.root)
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from segtool.core.images import SUPPORTED_SUFFIXES
+    from segtool.core.project import Project
+
+    if not args.images.is_dir():
+        raise SegtoolError("not a folder of images", args.images)
+    names = [name.strip() for name in args.classes.split(",") if name.strip()]
+    candidates = sorted(p for p in args.images.iterdir() if p.is_file())
+    project = Project.create(args.project, names)
+    images = [p for p in candidates if p.suffix.lower() in SUPPORTED_SUFFIXES]
+    report = project.import_images(images)
+    for path in candidates:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            print(f"skipped {path}: unsupported file type '{path.suffix or 'none'}'")
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}")
+    print(f"created {project.root} with {len(report.imported)} image(s), "
+          f"classes: {', '.join(names)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from segtool.core.project import Project
+    from segtool.ml.session import train_project
+
+    project = Project.open(args.project)
+    class_names = [c.name for c in project.classes]
+    last_print = [0.0]
+
+    def report(progress: object) -> None:
+        now = time.monotonic()
+        if now - last_print[0] < 1.0:
+            return
+        last_print[0] = now
+        ious = " ".join(
+            f"{name} {iou:.3f}" for name, iou in zip(class_names, progress.val_iou, strict=False)
+        )
+        print(f"step {progress.step:5d}  loss {progress.loss:.4f}  val IoU {ious}  "
+              f"{progress.elapsed:5.1f} s", flush=True)
+
+    outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
+                            from_scratch=args.from_scratch, progress=report)
+    metrics = outcome.sidecar["metrics"]
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_iou"].items() if v is not None)
+    print(f"saved {outcome.model_path} ({outcome.sidecar['steps']} steps, "
+          f"{outcome.sidecar['seconds']:.1f} s on {outcome.sidecar['device']}); "
+          f"validation IoU: {summary}")
+    if outcome.became_current:
+        print(f"{outcome.model_path.name} is now the current model")
+    else:
+        print(f"kept {outcome.previous_model} as current: it scored "
+              f"{outcome.previous_val_iou:.3f} against {metrics['mean_val_iou']:.3f} on validation")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from segtool.core.masks import write_mask
+    from segtool.core.project import Project
+    from segtool.ml.modelfile import load_model
+    from segtool.ml.session import load_current_model, predict_stem, project_channels
+
+    project = Project.open(args.project)
+    channels = project_channels(project)
+    if args.model is not None:
+        model, sidecar = load_model(args.model, num_classes=project.num_classes, channels=channels)
+    else:
+        loaded = load_current_model(project, channels=channels)
+        if loaded is None:
+            raise SegtoolError("the project has no model yet: run 'segtool train' first",
+                               project.root)
+        model, sidecar = loaded
+    stems = _select_images(project, args.images)
+    out = args.out or project.root / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    colours = [c.colour for c in project.classes]
+    failures = 0
+    for stem in stems:
+        try:
+            classes, _ = predict_stem(model, sidecar, project, stem)
+        except SegtoolError as error:
+            print(f"segtool: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        write_mask(out / f"{stem}.png", classes, colours)
+        print(f"wrote {out / f'{stem}.png'}")
+    return 1 if failures else 0
+
+
+def _select_images(project: object, requested: Sequence[str]) -> list[str]:
+    stems = project.image_names()  # type: ignore[attr-defined]
+    if not requested:
+        return stems
+    chosen = []
+    for name in requested:
+        stem = Path(name).stem
+        if stem not in stems:
+            raise SegtoolError("no such image in the project", name)
+        chosen.append(stem)
+    return chosen
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segtool.core import export
+    from segtool.core.project import Project
+
+    project = Project.open(args.project)
+    args.out.mkdir(parents=True, exist_ok=True)
+    exporter = {"index": export.export_index, "color": export.export_color,
+                "coco": export.export_coco}[args.format]
+    report = exporter(project, args.out)
+    print(report)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from segtool.core.info import project_summary
+    from segtool.core.project import Project
+
+    print(project_summary(Project.open(args.project)))
+    return 0
+
+
+_HANDLERS = {
+    "gui": _cmd_gui,
+    "demo": _cmd_demo,
+    "new": _cmd_new,
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "export": _cmd_export,
+    "info": _cmd_info,
+}
