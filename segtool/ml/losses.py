@@ -1,0 +1,89 @@
+"""Losses and metrics for sparse labels: pixels marked 255 (unlabelled) count for nothing.
+
+The loss is masked cross-entropy plus soft Dice. Both multiply every per-pixel term by the
+labelled mask, so the gradient of the loss with respect to the logits is exactly zero at
+unlabelled pixels, whatever the network predicts there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segtool.ml.backend import keras
+
+ops = keras.ops
+
+UNLABELLED = 255
+DICE_SMOOTHING = 1.0
+
+
+def masked_loss(
+    labels: keras.KerasTensor, logits: keras.KerasTensor, dice_weight: float = 1.0
+) -> keras.KerasTensor:
+    """Cross-entropy + ``dice_weight`` * soft Dice loss over labelled pixels only.
+
+    Args:
+        labels: ``(batch, H, W)`` integer class indices, 255 = unlabelled.
+        logits: ``(batch, H, W, num_classes)`` float32 network output (no softmax).
+        dice_weight: weight of the Dice term (0 for cross-entropy alone).
+
+    Returns:
+        A scalar float32 tensor. Cross-entropy is averaged over labelled pixels; Dice is
+        ``1 - mean Dice`` over the classes present among the batch's labelled pixels. Zero
+        when no pixel is labelled.
+    """
+    num_classes = logits.shape[-1]
+    labels = ops.cast(labels, "int32")
+    labelled = ops.cast(ops.not_equal(labels, UNLABELLED), "float32")
+    safe_labels = ops.where(labels == UNLABELLED, 0, labels)
+    labelled_count = ops.sum(labelled)
+
+    cross_entropy = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
+    cross_entropy = ops.sum(cross_entropy * labelled) / ops.maximum(labelled_count, 1.0)
+    if dice_weight == 0:
+        return cross_entropy
+
+    pixel_weight = labelled[..., None]
+    probabilities = ops.softmax(logits, axis=-1) * pixel_weight
+    truth = ops.one_hot(safe_labels, num_classes) * pixel_weight
+    axes = (0, 1, 2)
+    intersection = ops.sum(probabilities * truth, axis=axes)
+    total = ops.sum(probabilities, axis=axes) + ops.sum(truth, axis=axes)
+    dice = (2.0 * intersection + DICE_SMOOTHING) / (total + DICE_SMOOTHING)
+    present = ops.cast(ops.sum(truth, axis=axes) > 0, "float32")
+    dice_loss = 1.0 - ops.sum(dice * present) / ops.maximum(ops.sum(present), 1.0)
+    return cross_entropy + dice_weight * dice_loss
+
+
+def iou_per_class(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """Intersection over union of each class, over pixels labelled in ``truth``.
+
+    Args:
+        prediction: ``(..., H, W)`` integer predicted classes.
+        truth: same shape, integer classes, 255 = unlabelled (ignored).
+        num_classes: number of classes.
+
+    Returns:
+        ``(num_classes,)`` float64; nan for a class with no labelled pixel in ``truth``.
+    """
+    if prediction.shape != truth.shape:
+        raise ValueError(f"shapes differ: prediction {prediction.shape}, truth {truth.shape}")
+    labelled = truth != UNLABELLED
+    predicted = prediction[labelled]
+    expected = truth[labelled]
+    ious = np.full(num_classes, np.nan)
+    for class_index in range(num_classes):
+        is_expected = expected == class_index
+        if not is_expected.any():
+            continue
+        is_predicted = predicted == class_index
+        union = np.count_nonzero(is_expected | is_predicted)
+        ious[class_index] = np.count_nonzero(is_expected & is_predicted) / union
+    return ious
+
+
+def mean_iou(ious: np.ndarray) -> float:
+    """Mean of the per-class IoUs that are defined; nan when none is."""
+    if np.all(np.isnan(ious)):
+        return float("nan")
+    return float(np.nanmean(ious))

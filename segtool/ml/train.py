@@ -1,0 +1,360 @@
+"""Training from sparse labels within a time budget, with a validation hold-out.
+
+``train_model`` samples augmented patches where labels are, runs compiled training steps
+(AdamW, warm-up then cosine decay over the budget), checks ``cancel`` between steps,
+validates on held-out blocks every ``steps_per_epoch`` steps, and returns the weights that
+scored best on validation. The caller decides whether the result becomes the project's
+current model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from segtool.core.errors import SegtoolError
+from segtool.ml.backend import keras, tf
+from segtool.ml.data import (
+    UNLABELLED,
+    Augmentation,
+    PatchSampler,
+    split_holdout,
+    validation_crops,
+)
+from segtool.ml.losses import iou_per_class, masked_loss, mean_iou
+from segtool.ml.unet import (
+    Normalization,
+    adapt_classes,
+    build_unet,
+    copy_model,
+    model_channels,
+    model_classes,
+)
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_BATCH = 16
+MAX_VALIDATION_CROPS = 256
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of one training run; the defaults are tuned for a 2-core CPU.
+
+    Training stops at ``max_seconds`` (wall clock, set-up and compilation included) or
+    after ``epochs`` * ``steps_per_epoch`` steps, whichever comes first; at least one of
+    the two must be set. ``depth``, ``base_filters`` and ``normalization`` only apply when
+    a new model is built.
+    """
+
+    max_seconds: float | None = 60.0
+    epochs: int | None = None
+    steps_per_epoch: int = 50
+    patch_size: int = 64
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    dice_weight: float = 1.0
+    holdout_fraction: float = 0.15
+    holdout_block: int = 32
+    validation_margin: int = 32
+    augmentation: Augmentation | None = dataclasses.field(default_factory=Augmentation)
+    seed: int = 0
+    depth: int = 3
+    base_filters: int = 16
+    normalization: Normalization = Normalization.BATCH
+    jit_compile: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    """One report: ``val_iou`` holds the latest validation (per class, nan = not measured)."""
+
+    step: int
+    total_steps_estimate: int
+    loss: float
+    val_iou: list[float]
+    elapsed: float
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The best model on validation (or the last one when nothing was held out).
+
+    ``val_masks`` are the held-out pixels, one ``(H, W)`` uint8 mask per image (255 where
+    not held out), so a caller can score other models on the same pixels.
+    """
+
+    model: keras.Model
+    val_iou: list[float]
+    mean_val_iou: float
+    steps: int
+    elapsed: float
+    history: list[TrainProgress]
+    cancelled: bool
+    val_masks: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+
+def learning_rate_at(fraction: float, peak: float, warmup_fraction: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_fraction`` of the run, then cosine to 1%."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < warmup_fraction:
+        return peak * (0.1 + 0.9 * fraction / warmup_fraction)
+    decay = (fraction - warmup_fraction) / max(1.0 - warmup_fraction, 1e-9)
+    return peak * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * decay)))
+
+
+def _check_inputs(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], num_classes: int
+) -> int:
+    """Validate shapes and class values; return the channel count."""
+    if len(images) != len(masks) or not images:
+        raise ValueError(
+            f"need matching non-empty images and masks, got {len(images)}, {len(masks)}"
+        )
+    channels = {image.shape[-1] for image in images}
+    if any(image.ndim != 3 for image in images) or len(channels) != 1:
+        raise ValueError("images must all be (H, W, C) with the same C")
+    for image, mask in zip(images, masks, strict=True):
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} differs from image {image.shape[:2]}")
+        values = np.unique(mask)
+        if np.any((values >= num_classes) & (values != UNLABELLED)):
+            raise ValueError(f"mask holds classes {values} but num_classes is {num_classes}")
+    if all(np.all(mask == UNLABELLED) for mask in masks):
+        raise SegtoolError("nothing is labelled yet: paint some pixels of each class first")
+    return channels.pop()
+
+
+def _starting_model(
+    initial_model: keras.Model | None, channels: int, num_classes: int, config: TrainConfig
+) -> keras.Model:
+    """A fresh U-Net, or a copy of ``initial_model`` (head widened if classes were added)."""
+    if initial_model is None:
+        return build_unet(
+            channels, num_classes, config.depth, config.base_filters, config.normalization
+        )
+    if model_channels(initial_model) != channels:
+        raise ValueError(
+            f"initial model takes {model_channels(initial_model)} channels, images have {channels}"
+        )
+    if model_classes(initial_model) > num_classes:
+        raise ValueError(
+            f"initial model predicts {model_classes(initial_model)} classes, more than "
+            f"{num_classes}"
+        )
+    if model_classes(initial_model) < num_classes:
+        return adapt_classes(initial_model, num_classes)
+    return copy_model(initial_model)
+
+
+class _Validator:
+    """Per-class IoU on the held-out crops, in inference mode."""
+
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+        self.crops = crops
+        self.labels = labels
+        self.num_classes = num_classes
+
+    @property
+    def empty(self) -> bool:
+        return len(self.crops) == 0
+
+    def __call__(self, predict: Callable[[np.ndarray], np.ndarray]) -> list[float]:
+        if self.empty:
+            return [math.nan] * self.num_classes
+        predictions = np.concatenate(
+            [
+                predict(self.crops[start : start + VALIDATION_BATCH])
+                for start in range(0, len(self.crops), VALIDATION_BATCH)
+            ]
+        )
+        return [float(v) for v in iou_per_class(predictions, self.labels, self.num_classes)]
+
+
+def train_model(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    num_classes: int,
+    config: TrainConfig,
+    initial_model: keras.Model | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a U-Net on sparsely labelled images.
+
+    Args:
+        images: normalised images, each ``(H, W, C)`` float32 (C = 1 or 3, the same for all).
+        masks: matching ``(H, W)`` uint8 masks, 255 = unlabelled (no loss there).
+        num_classes: number of classes (>= 2).
+        config: budget and hyper-parameters.
+        initial_model: continue from this model (it is copied, never modified); it must
+            take the same channels and predict at most ``num_classes`` classes (a smaller
+            head is widened with ``adapt_classes``).
+        progress: called after every step with a ``TrainProgress``.
+        cancel: called between steps; training stops soon after it returns True.
+
+    Returns:
+        A ``TrainResult`` holding the weights that scored the best mean validation IoU.
+
+    Raises:
+        SegtoolError: no pixel is labelled.
+        ValueError: inconsistent inputs or configuration.
+    """
+    start = time.monotonic()
+    if config.max_seconds is None and config.epochs is None:
+        raise ValueError("set max_seconds, epochs or both")
+    channels = _check_inputs(images, masks, num_classes)
+    rng = np.random.default_rng(config.seed)
+    keras.utils.set_random_seed(config.seed)
+    model = _starting_model(initial_model, channels, num_classes, config)
+    multiple = 2 ** _downsamplings(model)
+    if config.patch_size % multiple:
+        raise ValueError(f"patch_size {config.patch_size} is not a multiple of {multiple}")
+
+    splits = [
+        split_holdout(mask, config.holdout_fraction, rng, config.holdout_block) for mask in masks
+    ]
+    train_masks = [train for train, _ in splits]
+    sampler = PatchSampler(images, train_masks, config.patch_size, rng, config.augmentation)
+    crops, crop_labels = validation_crops(
+        images,
+        [val for _, val in splits],
+        config.holdout_block,
+        config.validation_margin,
+        multiple,
+    )
+    if len(crops) > MAX_VALIDATION_CROPS:
+        keep = np.sort(rng.choice(len(crops), MAX_VALIDATION_CROPS, replace=False))
+        crops, crop_labels = crops[keep], crop_labels[keep]
+    validate = _Validator(crops, crop_labels, num_classes)
+
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay
+    )
+    train_step, predict = _compiled_functions(model, optimizer, config)
+
+    total_steps = config.epochs * config.steps_per_epoch if config.epochs else 0
+    history: list[TrainProgress] = []
+    val_iou = [math.nan] * num_classes
+    best_score, best_weights, best_iou = -math.inf, None, val_iou
+    cancelled = False
+    step = 0
+    schedule_start: float | None = None
+    while True:
+        if cancel is not None and cancel():
+            cancelled = True
+            break
+        now = time.monotonic()
+        fraction = _fraction_done(step, total_steps, now, schedule_start, start, config)
+        if fraction >= 1.0:
+            break
+        optimizer.learning_rate = learning_rate_at(
+            fraction, config.learning_rate, config.warmup_fraction
+        )
+        batch_images, batch_labels = sampler.sample(config.batch_size)
+        loss = float(train_step(batch_images, batch_labels))
+        step += 1
+        if schedule_start is None:  # the first step traced and compiled the graph
+            schedule_start = time.monotonic()
+            logger.debug("first step (compilation) took %.1f s", schedule_start - start)
+        elapsed = time.monotonic() - start
+        if config.epochs is None:
+            total_steps_estimate = _estimate_total(
+                step, elapsed, schedule_start - start, config.max_seconds
+            )
+        else:
+            total_steps_estimate = total_steps
+
+        if step % config.steps_per_epoch == 0 and not validate.empty:
+            val_iou = validate(predict)
+            score = mean_iou(np.asarray(val_iou))
+            if score > best_score:
+                best_score, best_weights, best_iou = score, model.get_weights(), val_iou
+        report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
+        history.append(report)
+        if progress is not None:
+            progress(report)
+
+    if not cancelled and not validate.empty and step % config.steps_per_epoch != 0:
+        val_iou = validate(predict)
+        score = mean_iou(np.asarray(val_iou))
+        if score > best_score:  # the final weights are the best: keep them
+            best_score, best_weights, best_iou = score, None, val_iou
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    elapsed = time.monotonic() - start
+    logger.info("trained %d steps in %.1f s, validation IoU %s", step, elapsed, best_iou)
+    return TrainResult(
+        model=model,
+        val_iou=list(best_iou),
+        mean_val_iou=mean_iou(np.asarray(best_iou)),
+        steps=step,
+        elapsed=elapsed,
+        history=history,
+        cancelled=cancelled,
+        val_masks=[val for _, val in splits],
+    )
+
+
+def _downsamplings(model: keras.Model) -> int:
+    """Number of 2x poolings in the model (its inputs must be multiples of 2 ** this)."""
+    return sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+
+
+def _fraction_done(
+    step: int,
+    total_steps: int,
+    now: float,
+    schedule_start: float | None,
+    start: float,
+    config: TrainConfig,
+) -> float:
+    """Share of the run done, by steps or by time, whichever is further along."""
+    fraction = step / total_steps if total_steps else 0.0
+    if config.max_seconds is not None:
+        if now - start >= config.max_seconds:
+            return 1.0
+        if schedule_start is not None:
+            remaining = max(config.max_seconds - (schedule_start - start), 1e-6)
+            fraction = max(fraction, (now - schedule_start) / remaining)
+    return fraction
+
+
+def _estimate_total(step: int, elapsed: float, setup: float, max_seconds: float | None) -> int:
+    """Steps expected by the end of the time budget at the speed seen so far."""
+    if max_seconds is None or step < 2:
+        return step
+    seconds_per_step = max(elapsed - setup, 1e-6) / (step - 1)
+    return max(step, int(step + (max_seconds - elapsed) / seconds_per_step))
+
+
+def _compiled_functions(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig
+) -> tuple[Callable[[np.ndarray, np.ndarray], tf.Tensor], Callable[[np.ndarray], np.ndarray]]:
+    """The compiled training step and an inference-mode class predictor."""
+    dice_weight = config.dice_weight
+
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    def train_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = model(batch_images, training=True)
+            loss = masked_loss(batch_labels, logits, dice_weight)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
+        return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
+
+    def predict(batch_images: np.ndarray) -> np.ndarray:
+        return predict_classes(batch_images).numpy()
+
+    return train_step, predict
