@@ -1,0 +1,475 @@
+"""The project folder: ``segtool.json``, ``images/``, ``masks/``, ``models/``.
+
+``segtool.json`` holds the format version, the classes (name and colour), the current
+model (a file name in ``models/``) and, per image, its file name in ``images/`` and its
+status. ``masks/<stem>.png`` is the label mask of ``images/<stem>.<ext>`` (see masks.py).
+Every write (segtool.json, masks, imported images) is atomic.
+
+Methods that change the project (set_status, save_mask, add_class, set_current_model,
+import_images) save ``segtool.json`` themselves; :meth:`Project.save` is there for
+callers that changed nothing else. A lock makes them safe to call from worker threads.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import enum
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segtool.core.atomic import atomic_write_text, atomic_writer
+from segtool.core.errors import SegtoolError
+from segtool.core.images import SUPPORTED_SUFFIXES, image_info, read_image
+from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "segtool.json"
+FORMAT_VERSION = 1
+DEFAULT_CLASS_NAMES = ("background", "foreground")
+
+# Class colours, chosen to stay apart from each other and from black (= unlabelled in
+# colour exports). Beyond this list colours are generated around the hue circle.
+DEFAULT_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (100, 100, 100),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+)
+
+Colour = tuple[int, int, int]
+
+
+def default_colour(index: int) -> Colour:
+    """The default colour of class ``index``: a fixed palette, then golden-ratio hues."""
+    if index < len(DEFAULT_COLOURS):
+        return DEFAULT_COLOURS[index]
+    hue = (index * 0.618033988749895) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+    return (round(red * 255), round(green * 255), round(blue * 255))
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class: its name and its RGB colour (0..255 each)."""
+
+    name: str
+    colour: Colour
+
+
+class ImageStatus(str, enum.Enum):
+    """Where an image stands in labelling."""
+
+    UNLABELLED = "unlabelled"
+    IN_PROGRESS = "in_progress"
+    REVIEWED = "reviewed"
+    UNREADABLE = "unreadable"
+
+
+@dataclass
+class ImportReport:
+    """What :meth:`Project.import_images` did: stems imported, files skipped with the reason."""
+
+    imported: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"imported {len(self.imported)} image(s), skipped {len(self.skipped)}"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+class Project:
+    """A project folder on disk. Make one with :meth:`create` or :meth:`open`."""
+
+    def __init__(
+        self,
+        root: Path,
+        classes: list[ClassInfo],
+        images: dict[str, dict[str, str]],
+        current_model: str | None,
+    ) -> None:
+        self.root = root
+        self.classes = classes
+        self.current_model = current_model
+        self._images = images
+        self._lock = threading.RLock()
+
+    # --- creating and opening ----------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, root: str | os.PathLike[str], class_names: Sequence[str] | None = None
+    ) -> Project:
+        """Make a new project in ``root`` (created if missing) and write segtool.json.
+
+        ``class_names`` defaults to background, foreground; colours come from
+        :func:`default_colour`. Refuses a folder that already holds a segtool.json.
+        """
+        folder = Path(root)
+        names = list(DEFAULT_CLASS_NAMES if class_names is None else class_names)
+        if not names:
+            raise SegtoolError("a project needs at least one class", folder)
+        for name in names:
+            _check_class_name(name, [], folder)
+        if len({name.strip().casefold() for name in names}) != len(names):
+            raise SegtoolError(f"class names must be unique, got {names}", folder)
+        if len(names) > MAX_CLASSES:
+            raise SegtoolError(f"at most {MAX_CLASSES} classes, got {len(names)}", folder)
+        if (folder / PROJECT_FILE).exists():
+            raise SegtoolError(f"already a project (holds {PROJECT_FILE})", folder)
+        if folder.exists() and not folder.is_dir():
+            raise SegtoolError("exists and is not a folder", folder)
+        classes = [ClassInfo(name.strip(), default_colour(i)) for i, name in enumerate(names)]
+        project = cls(folder, classes, {}, None)
+        for sub in (folder, project.images_dir, project.masks_dir, project.models_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        project.save()
+        return project
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> Project:
+        """Open the project in ``root`` (the folder, or its segtool.json).
+
+        A missing or malformed segtool.json raises SegtoolError naming it.
+        """
+        folder = Path(root)
+        if folder.name == PROJECT_FILE and folder.is_file():
+            folder = folder.parent
+        file = folder / PROJECT_FILE
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SegtoolError(f"not a segtool project (no {PROJECT_FILE})", folder) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SegtoolError(f"cannot read project file ({error})", file) from None
+        classes, images, current_model = _parse_project(data, file)
+        project = cls(folder, classes, images, current_model)
+        for sub in (project.images_dir, project.masks_dir, project.models_dir):
+            try:
+                sub.mkdir(exist_ok=True)
+            except OSError as error:
+                raise SegtoolError(f"cannot create the folder ({error})", sub) from None
+        return project
+
+    # --- folders and names ---------------------------------------------------------------
+
+    @property
+    def project_file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def colours(self) -> list[Colour]:
+        """Class colours in class-index order (what write_mask takes)."""
+        return [info.colour for info in self.classes]
+
+    def image_names(self) -> list[str]:
+        """Image stems in natural order (``img2`` before ``img10``)."""
+        with self._lock:
+            return sorted(self._images, key=lambda stem: (_natural_key(stem), stem))
+
+    def image_path(self, stem: str) -> Path:
+        """``images/<file>`` of image ``stem``."""
+        return self.images_dir / self._record(stem)["file"]
+
+    def mask_path(self, stem: str) -> Path:
+        """``masks/<stem>.png`` (whether or not it exists yet)."""
+        self._record(stem)
+        return self.masks_dir / f"{stem}.png"
+
+    def status(self, stem: str) -> ImageStatus:
+        return ImageStatus(self._record(stem)["status"])
+
+    def set_status(self, stem: str, status: ImageStatus | str) -> None:
+        """Set the status of image ``stem`` and save segtool.json if it changed."""
+        new = ImageStatus(status)
+        with self._lock:
+            record = self._record(stem)
+            old = record["status"]
+            if old != new.value:
+                record["status"] = new.value
+                self._save_or_revert(lambda: record.__setitem__("status", old))
+
+    # --- classes and model --------------------------------------------------------------
+
+    def add_class(self, name: str, colour: Colour | None = None) -> int:
+        """Append a class and save; returns its index. Names are unique (case-insensitive)."""
+        with self._lock:
+            _check_class_name(name, [info.name for info in self.classes], self.project_file)
+            if self.num_classes >= MAX_CLASSES:
+                raise SegtoolError(f"at most {MAX_CLASSES} classes", self.project_file)
+            index = self.num_classes
+            chosen = default_colour(index) if colour is None else _parse_colour(colour)
+            self.classes.append(ClassInfo(name.strip(), chosen))
+            self._save_or_revert(self.classes.pop)
+            return index
+
+    def set_current_model(self, name: str | None) -> None:
+        """Make ``models/<name>`` the current model (None: no model) and save."""
+        if name is not None:
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ValueError(f"model name must be a file name in models/, got {name!r}")
+            if not (self.models_dir / name).is_file():
+                raise SegtoolError("model file not found", self.models_dir / name)
+        with self._lock:
+            old, self.current_model = self.current_model, name
+            self._save_or_revert(lambda: setattr(self, "current_model", old))
+
+    # --- images -------------------------------------------------------------------------
+
+    def import_images(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        """Copy readable images into ``images/`` and add them to the project.
+
+        Each file is decoded once to make sure it is readable, then copied atomically (an
+        interrupted copy leaves nothing in images/). Refused, with the reason in the report:
+        unreadable files and stems already taken, in the project or earlier in the same
+        batch (``a.png`` and ``a.tif``; compared case-insensitively because masks/<stem>.png
+        must be unique on every file system). ``progress(done, total)`` is called per file.
+        """
+        files = [Path(p) for p in paths]
+        report = ImportReport()
+        with self._lock:
+            taken = {stem.casefold(): stem for stem in self._images}
+            try:
+                for done, file in enumerate(files, start=1):
+                    reason = self._import_one(file, taken)
+                    if reason is None:
+                        report.imported.append(file.stem)
+                    else:
+                        report.skipped.append((file, reason))
+                        log.info("not imported %s: %s", file, reason)
+                    if progress is not None:
+                        progress(done, len(files))
+            finally:
+                if report.imported:
+                    self.save()
+        return report
+
+    def _import_one(self, file: Path, taken: dict[str, str]) -> str | None:
+        """Import one file; return None on success or the reason it was refused."""
+        stem = file.stem
+        if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+            return f"unsupported file type {file.suffix or '(no suffix)'!r}"
+        if not stem or stem.startswith("."):
+            return "file name must not start with a dot"
+        if stem.casefold() in taken:
+            other = self._images.get(taken[stem.casefold()], {}).get("file", taken[stem.casefold()])
+            return f"an image named {taken[stem.casefold()]!r} is already in the project ({other})"
+        try:
+            read_image(file)
+        except SegtoolError as error:
+            return error.problem
+        target = self.images_dir / file.name
+        try:
+            with open(file, "rb") as source, atomic_writer(target, "wb") as destination:
+                shutil.copyfileobj(source, destination, 1 << 20)
+        except OSError as error:
+            return f"could not copy into the project ({error})"
+        status = ImageStatus.UNLABELLED
+        if (self.masks_dir / f"{stem}.png").exists():
+            status = ImageStatus.IN_PROGRESS
+        self._images[stem] = {"file": file.name, "status": status.value}
+        taken[stem.casefold()] = stem
+        return None
+
+    def load_image(self, stem: str) -> np.ndarray:
+        """Decode the project copy of image ``stem`` (see images.read_image).
+
+        A failure marks the image UNREADABLE (and raises SegtoolError); a later success
+        clears that mark.
+        """
+        try:
+            image = read_image(self.image_path(stem))
+        except SegtoolError:
+            self.set_status(stem, ImageStatus.UNREADABLE)
+            raise
+        if self.status(stem) == ImageStatus.UNREADABLE:
+            has_mask = self.mask_path(stem).exists()
+            self.set_status(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
+        return image
+
+    def image_shape(self, stem: str) -> tuple[int, int]:
+        """``(H, W)`` of image ``stem`` from its header (nothing decoded)."""
+        info = image_info(self.image_path(stem))
+        return (info.height, info.width)
+
+    # --- masks ---------------------------------------------------------------------------
+
+    def load_mask(self, stem: str, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """The ``(H, W)`` uint8 mask of ``stem``; all 255 (unlabelled) when none is saved.
+
+        With ``shape_hw`` the mask is checked against it and the class count
+        (SegtoolError naming the mask file on mismatch).
+        """
+        path = self.mask_path(stem)
+        if not path.exists():
+            return np.full(shape_hw or self.image_shape(stem), UNLABELLED, dtype=np.uint8)
+        mask = read_mask(path)
+        if shape_hw is not None:
+            check_mask(mask, shape_hw, self.num_classes, path)
+        return mask
+
+    def save_mask(self, stem: str, mask: np.ndarray) -> None:
+        """Write ``masks/<stem>.png`` atomically and update the image's status.
+
+        ``mask`` is ``(H, W)`` uint8 of the image's size, class indices or 255. The status
+        becomes in_progress (or unlabelled for an all-255 mask) unless it is reviewed.
+        """
+        path = self.mask_path(stem)
+        check_mask(mask, self.image_shape(stem), self.num_classes, path)
+        with self._lock:
+            write_mask(path, mask, self.colours)
+            if self.status(stem) != ImageStatus.REVIEWED:
+                labelled = bool((mask != UNLABELLED).any())
+                self.set_status(
+                    stem, ImageStatus.IN_PROGRESS if labelled else ImageStatus.UNLABELLED
+                )
+
+    # --- segtool.json --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of segtool.json as a dict."""
+        with self._lock:
+            return {
+                "version": FORMAT_VERSION,
+                "classes": [{"name": c.name, "colour": list(c.colour)} for c in self.classes],
+                "current_model": self.current_model,
+                "images": {stem: dict(self._images[stem]) for stem in self.image_names()},
+            }
+
+    def save(self) -> None:
+        """Write segtool.json atomically."""
+        with self._lock:
+            text = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+            atomic_write_text(self.project_file, text)
+
+    def _save_or_revert(self, revert: Callable[[], object]) -> None:
+        """Save; if that fails, undo the in-memory change so memory matches the disk."""
+        try:
+            self.save()
+        except BaseException:
+            revert()
+            raise
+
+    def _record(self, stem: str) -> dict[str, str]:
+        try:
+            return self._images[stem]
+        except KeyError:
+            raise ValueError(f"no image named {stem!r} in project {self.root}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Project({str(self.root)!r}, {self.num_classes} classes, {len(self._images)} images)"
+        )
+
+
+# --- parsing and checks --------------------------------------------------------------------
+
+
+def _parse_project(
+    data: Any, file: Path
+) -> tuple[list[ClassInfo], dict[str, dict[str, str]], str | None]:
+    """Validate the content of segtool.json; SegtoolError naming ``file`` on any problem."""
+    if not isinstance(data, dict):
+        raise SegtoolError("malformed project file: not a JSON object", file)
+    version = data.get("version")
+    if not isinstance(version, int):
+        raise SegtoolError("malformed project file: no integer 'version'", file)
+    if version > FORMAT_VERSION:
+        raise SegtoolError(
+            f"made by a newer segtool (format version {version}, this one reads {FORMAT_VERSION})",
+            file,
+        )
+    raw_classes = data.get("classes")
+    if not isinstance(raw_classes, list) or not raw_classes:
+        raise SegtoolError("malformed project file: 'classes' must be a non-empty list", file)
+    classes = []
+    for index, entry in enumerate(raw_classes):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise SegtoolError(f"malformed project file: class {index} has no name", file)
+        try:
+            colour = _parse_colour(entry.get("colour", default_colour(index)))
+        except ValueError as error:
+            raise SegtoolError(f"malformed project file: class {index}: {error}", file) from None
+        classes.append(ClassInfo(entry["name"], colour))
+    if len(classes) > MAX_CLASSES:
+        raise SegtoolError(f"malformed project file: more than {MAX_CLASSES} classes", file)
+    current_model = data.get("current_model")
+    if current_model is not None and not isinstance(current_model, str):
+        raise SegtoolError("malformed project file: 'current_model' must be a string", file)
+    raw_images = data.get("images", {})
+    if not isinstance(raw_images, dict):
+        raise SegtoolError("malformed project file: 'images' must be an object", file)
+    images = {}
+    statuses = {status.value for status in ImageStatus}
+    for stem, entry in raw_images.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise SegtoolError(f"malformed project file: image {stem!r} has no file", file)
+        if Path(entry["file"]).name != entry["file"] or Path(entry["file"]).stem != stem:
+            raise SegtoolError(
+                f"malformed project file: image {stem!r} names file {entry['file']!r}", file
+            )
+        status = entry.get("status", ImageStatus.UNLABELLED.value)
+        if status not in statuses:
+            raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
+        images[stem] = {"file": entry["file"], "status": status}
+    return classes, images, current_model
+
+
+def _parse_colour(value: Any) -> Colour:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        raise ValueError(f"colour must be three integers 0..255, got {value!r}")
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def _check_class_name(name: str, existing: Sequence[str], where: Path) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise SegtoolError("a class name must not be empty", where)
+    if name.strip().casefold() in {other.casefold() for other in existing}:
+        raise SegtoolError(f"a class named {name.strip()!r} already exists", where)
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]
