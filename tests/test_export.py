@@ -62,6 +62,8 @@ def test_color_export_uses_class_colours_and_black_for_unlabelled(labelled, tmp_
     assert (rgb[~labelled_pixels] == 0).all() and (rgb[labelled_pixels].sum(axis=1) > 0).all()
 
 
+# pycocotools' decode trips a numpy 2 DeprecationWarning of its own.
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 def test_coco_rle_decodes_to_exactly_the_mask_pixels(labelled, tmp_path):
     project, masks = labelled
     report = export_coco(project, tmp_path / "coco")

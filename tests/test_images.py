@@ -140,6 +140,20 @@ def test_multipage_tiff_gives_first_page(tmp_path):
     np.testing.assert_array_equal(read_image(path), GRAY16)
 
 
+def test_palette_tiff_reads_as_rgb(tmp_path):
+    path = tmp_path / "palette.tif"
+    colormap = np.zeros((3, 256), dtype=np.uint16)
+    colormap[:, 1] = (65535, 0, 0)  # index 1 = red
+    colormap[:, 2] = (0, 0, 65535)  # index 2 = blue
+    indices = np.zeros((6, 8), dtype=np.uint8)
+    indices[:3] = 1
+    indices[3:] = 2
+    tifffile.imwrite(path, indices, photometric="palette", colormap=colormap)
+    image = read_image(path)
+    assert image.shape == (6, 8, 3) and image.dtype == np.uint8
+    assert tuple(image[0, 0]) == (255, 0, 0) and tuple(image[5, 7]) == (0, 0, 255)
+
+
 def test_float_tiff_reads_as_float32(tmp_path):
     path = tmp_path / "float.tif"
     values = RNG.normal(size=(16, 20)).astype(np.float64)

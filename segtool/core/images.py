@@ -241,7 +241,7 @@ _GRAY_PHOTOMETRICS = (0, 1)  # MINISWHITE, MINISBLACK
 def _tiff_info(file: Path) -> ImageInfo:
     with tifffile.TiffFile(file) as tif:
         if not tif.pages:
-            raise SegtoolError("TIFF file holds no image", file)
+            raise SegtoolError("TIFF file holds no readable image (damaged or truncated?)", file)
         page = tif.pages[0]
         photometric = int(page.photometric)
         samples = int(page.samplesperpixel)
