@@ -111,6 +111,8 @@ class Project:
         self.classes = classes
         self.current_model = current_model
         self._images = images
+        # casefolded stem -> stem: masks/<stem>.png must be unique on case-insensitive disks
+        self._folded = {stem.casefold(): stem for stem in images}
         self._lock = threading.RLock()
 
     # --- creating and opening ----------------------------------------------------------
@@ -266,33 +268,35 @@ class Project:
         """
         files = [Path(p) for p in paths]
         report = ImportReport()
-        with self._lock:
-            taken = {stem.casefold(): stem for stem in self._images}
-            try:
-                for done, file in enumerate(files, start=1):
-                    reason = self._import_one(file, taken)
-                    if reason is None:
-                        report.imported.append(file.stem)
-                    else:
-                        report.skipped.append((file, reason))
-                        log.info("not imported %s: %s", file, reason)
-                    if progress is not None:
-                        progress(done, len(files))
-            finally:
-                if report.imported:
-                    self.save()
+        try:
+            for done, file in enumerate(files, start=1):
+                reason = self._import_one(file)
+                if reason is None:
+                    report.imported.append(file.stem)
+                else:
+                    report.skipped.append((file, reason))
+                    log.info("not imported %s: %s", file, reason)
+                if progress is not None:
+                    progress(done, len(files))
+        finally:
+            if report.imported:
+                self.save()
         return report
 
-    def _import_one(self, file: Path, taken: dict[str, str]) -> str | None:
-        """Import one file; return None on success or the reason it was refused."""
+    def _import_one(self, file: Path) -> str | None:
+        """Import one file; return None on success or the reason it was refused.
+
+        Decoding and copying run without the lock, so a long import in a worker thread
+        does not block the GUI thread saving masks.
+        """
         stem = file.stem
         if file.suffix.lower() not in SUPPORTED_SUFFIXES:
             return f"unsupported file type {file.suffix or '(no suffix)'!r}"
         if not stem or stem.startswith("."):
             return "file name must not start with a dot"
-        if stem.casefold() in taken:
-            other = self._images.get(taken[stem.casefold()], {}).get("file", taken[stem.casefold()])
-            return f"an image named {taken[stem.casefold()]!r} is already in the project ({other})"
+        reason = self._stem_taken(stem)
+        if reason:
+            return reason
         try:
             read_image(file)
         except SegtoolError as error:
@@ -306,9 +310,22 @@ class Project:
         status = ImageStatus.UNLABELLED
         if (self.masks_dir / f"{stem}.png").exists():
             status = ImageStatus.IN_PROGRESS
-        self._images[stem] = {"file": file.name, "status": status.value}
-        taken[stem.casefold()] = stem
+        with self._lock:
+            reason = self._stem_taken(stem)  # another thread may have imported it meanwhile
+            if reason:
+                return reason
+            self._images[stem] = {"file": file.name, "status": status.value}
+            self._folded[stem.casefold()] = stem
         return None
+
+    def _stem_taken(self, stem: str) -> str | None:
+        """Why ``stem`` cannot be added (compared case-insensitively), or None."""
+        with self._lock:
+            existing = self._folded.get(stem.casefold())
+            if existing is None:
+                return None
+            name = self._images[existing]["file"]
+            return f"an image named {existing!r} is already in the project ({name})"
 
     def load_image(self, stem: str) -> np.ndarray:
         """Decode the project copy of image ``stem`` (see images.read_image).
