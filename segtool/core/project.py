@@ -131,7 +131,7 @@ class Project:
         if not names:
             raise SegtoolError("a project needs at least one class", folder)
         for name in names:
-            _check_class_name(name, [], folder)
+            check_class_name(name, [], folder)
         if len({name.strip().casefold() for name in names}) != len(names):
             raise SegtoolError(f"class names must be unique, got {names}", folder)
         if len(names) > MAX_CLASSES:
@@ -231,7 +231,7 @@ class Project:
     def add_class(self, name: str, colour: Colour | None = None) -> int:
         """Append a class and save; returns its index. Names are unique (case-insensitive)."""
         with self._lock:
-            _check_class_name(name, [info.name for info in self.classes], self.project_file)
+            check_class_name(name, [info.name for info in self.classes], self.project_file)
             if self.num_classes >= MAX_CLASSES:
                 raise SegtoolError(f"at most {MAX_CLASSES} classes", self.project_file)
             index = self.num_classes
@@ -481,7 +481,8 @@ def _parse_colour(value: Any) -> Colour:
     return (int(value[0]), int(value[1]), int(value[2]))
 
 
-def _check_class_name(name: str, existing: Sequence[str], where: Path) -> None:
+def check_class_name(name: str, existing: Sequence[str], where: Path) -> None:
+    """Refuse an empty class name or one already in ``existing`` (case-insensitive)."""
     if not isinstance(name, str) or not name.strip():
         raise SegtoolError("a class name must not be empty", where)
     if name.strip().casefold() in {other.casefold() for other in existing}:

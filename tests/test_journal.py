@@ -1,0 +1,36 @@
+"""The edit journal: strokes survive a crash, a torn tail is ignored."""
+
+import numpy as np
+
+from segtool.core.journal import EditJournal, journal_path
+
+
+def test_replay_restores_appended_edits(tmp_path):
+    journal = EditJournal(journal_path(tmp_path, "img"))
+    journal.append((2, 3, 2, 4), np.full((2, 4), 1, np.uint8))
+    journal.append((0, 0, 1, 1), np.full((1, 1), 2, np.uint8))
+    mask = np.full((8, 8), 255, np.uint8)
+    assert EditJournal(journal.path).replay(mask) == 2
+    assert (mask[2:4, 3:7] == 1).all() and mask[0, 0] == 2
+    assert np.count_nonzero(mask != 255) == 9
+
+
+def test_torn_last_record_is_ignored(tmp_path):
+    journal = EditJournal(tmp_path / "j.journal")
+    journal.append((0, 0, 2, 2), np.ones((2, 2), np.uint8))
+    journal.append((4, 4, 2, 2), np.ones((2, 2), np.uint8))
+    data = journal.path.read_bytes()
+    journal.path.write_bytes(data[:-3])  # a crash in the middle of the second append
+    mask = np.full((8, 8), 255, np.uint8)
+    assert journal.replay(mask) == 1
+    assert np.count_nonzero(mask != 255) == 4
+
+
+def test_newer_than_and_clear(tmp_path):
+    mask_file = tmp_path / "m.png"
+    journal = EditJournal(tmp_path / "j.journal")
+    assert not journal.newer_than(mask_file)
+    journal.append((0, 0, 1, 1), np.ones((1, 1), np.uint8))
+    assert journal.newer_than(mask_file)  # no saved mask yet
+    journal.clear()
+    assert not journal.exists()
