@@ -1,0 +1,73 @@
+"""Where TensorFlow runs: GPU memory growth and CPU thread counts, set once per process.
+
+TensorFlow accepts these settings only before it first runs an operation; afterwards it
+raises RuntimeError. :func:`configure_devices` therefore does its work on the first call and
+on later calls (or when something already ran TensorFlow) just describes what is in effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from segtool.ml.backend import tf
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cores: int | None = None) -> int:
+    """Threads for TensorFlow: all cores up to 2, otherwise one left free for the GUI."""
+    cores = available_cores() if cores is None else cores
+    return cores if cores <= 2 else cores - 1
+
+
+def configure_devices(threads: int | None = None) -> str:
+    """Set up TensorFlow's devices and return a one-line description of where it runs.
+
+    On each GPU, memory growth is enabled (TensorFlow otherwise takes all GPU memory at
+    start). The CPU thread pools are set to ``threads`` intra-op threads (default
+    :func:`default_threads`) and at most 2 inter-op threads. Calling it again, or after
+    TensorFlow has started, changes nothing and returns the same kind of description.
+
+    Returns:
+        ``"GPU: <name>"`` (names joined by ", " when there are several) or
+        ``"CPU (<n> threads)"``.
+
+    Raises:
+        ValueError: ``threads`` < 1.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    wanted = default_threads() if threads is None else threads
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # TensorFlow already initialised this GPU: keep its setting.
+            log.debug("memory growth on %s already fixed", gpu.name)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(wanted)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, wanted))
+    except RuntimeError:
+        log.debug("TensorFlow already started: thread counts stay as they are")
+    if gpus:
+        return "GPU: " + ", ".join(_gpu_name(gpu) for gpu in gpus)
+    count = _intra_op_threads()
+    return f"CPU ({count} thread{'s' if count != 1 else ''})"
+
+
+def _intra_op_threads() -> int:
+    """The intra-op thread count in effect (TensorFlow reports 0 for "one per core")."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or available_cores()
+
+
+def _gpu_name(gpu: object) -> str:
+    details = tf.config.experimental.get_device_details(gpu)
+    return str(details.get("device_name") or getattr(gpu, "name", "GPU"))
