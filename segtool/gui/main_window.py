@@ -1,0 +1,430 @@
+"""The main window: wiring between the canvas, the panels, the workspace and the workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
+
+from segtool.core import classes as class_edits
+from segtool.core.errors import SegtoolError
+from segtool.core.normalize import to_display
+from segtool.core.project import ImageStatus, Project
+from segtool.core.workspace import OpenedImage, Workspace
+from segtool.gui import settings as keys
+from segtool.gui.actions import CLASS_KEYS, ActionName, build_actions
+from segtool.gui.canvas import Canvas, Tool
+from segtool.gui.classes_panel import ClassesPanel
+from segtool.gui.image_list import ImageListPanel
+from segtool.gui.layers_panel import LayersPanel
+from segtool.gui.predictions import PredictionLayer
+
+log = logging.getLogger(__name__)
+
+AUTOSAVE_MS = 30_000
+TOOL_ACTIONS = {
+    ActionName.BRUSH: Tool.BRUSH, ActionName.ERASER: Tool.ERASER, ActionName.FILL: Tool.FILL,
+    ActionName.POLYGON: Tool.POLYGON, ActionName.WAND: Tool.WAND,
+    ActionName.GRABCUT: Tool.GRABCUT, ActionName.PAN: Tool.PAN,
+}
+
+
+class MainWindow(QMainWindow):
+    """The labelling window on one project.
+
+    ``ask(title, question) -> bool`` asks the user a yes/no question (a dialog by default;
+    tests replace it).
+    """
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.workspace = Workspace(project)
+        self.current_stem: str | None = None
+        self.opened: OpenedImage | None = None
+        self.ask: Callable[[str, str], bool] = self._ask_dialog
+        self.setWindowTitle(f"segtool — {project.root.name}")
+
+        self.canvas = Canvas(self)
+        self.setCentralWidget(self.canvas)
+        self.image_list = ImageListPanel()
+        self.classes_panel = ClassesPanel()
+        self.layers_panel = LayersPanel()
+        self._add_dock("Images", self.image_list, Qt.LeftDockWidgetArea)
+        self._add_dock("Classes", self.classes_panel, Qt.RightDockWidgetArea)
+        self._add_dock("Layers", self.layers_panel, Qt.RightDockWidgetArea)
+        self.actions_by_name = build_actions(self)
+        self._build_toolbar()
+        self._build_status_bar()
+        self.predictions = PredictionLayer(self)
+
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+
+        self._connect()
+        self._restore_settings()
+        self._refresh_classes(current=1 if project.num_classes > 1 else 0)
+        self._refresh_image_list()
+        keys.settings().setValue(keys.LAST_PROJECT, str(project.root))
+        names = project.image_names()
+        if names:
+            self.open_image(names[0])
+
+    # -- construction ----------------------------------------------------------------------
+
+    def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+
+    def _build_toolbar(self) -> None:
+        toolbar = QToolBar("Tools", self)
+        toolbar.setObjectName("toolbar-tools")
+        self.addToolBar(toolbar)
+        for name in (ActionName.SAVE, ActionName.UNDO, ActionName.REDO, None, *TOOL_ACTIONS,
+                     ActionName.ONLY_UNLABELLED, None, ActionName.ACCEPT_PREDICTION,
+                     ActionName.MARK_REVIEWED, ActionName.TRAIN):
+            if name is None:
+                toolbar.addSeparator()
+            else:
+                toolbar.addAction(self.actions_by_name[name])
+        self.actions_by_name[ActionName.BRUSH].setChecked(True)
+        self.actions_by_name[ActionName.TOGGLE_MASK].setChecked(True)
+        self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(True)
+
+    def _build_status_bar(self) -> None:
+        self.position_label = QLabel()
+        self.zoom_label = QLabel()
+        self.brush_label = QLabel()
+        for label in (self.position_label, self.brush_label, self.zoom_label):
+            self.statusBar().addPermanentWidget(label)
+
+    def _connect(self) -> None:
+        act = self.actions_by_name
+        act[ActionName.SAVE].triggered.connect(self.save_current)
+        act[ActionName.QUIT].triggered.connect(self.close)
+        act[ActionName.UNDO].triggered.connect(self.canvas.undo)
+        act[ActionName.REDO].triggered.connect(self.canvas.redo)
+        act[ActionName.FIT].triggered.connect(self.canvas.fit_to_window)
+        act[ActionName.ZOOM_100].triggered.connect(self.canvas.zoom_100)
+        for name, tool in TOOL_ACTIONS.items():
+            act[name].triggered.connect(partial(self.set_tool, tool))
+        act[ActionName.BRUSH_SMALLER].triggered.connect(partial(self._step_brush, -1))
+        act[ActionName.BRUSH_LARGER].triggered.connect(partial(self._step_brush, +1))
+        act[ActionName.ONLY_UNLABELLED].toggled.connect(self._set_only_unlabelled)
+        act[ActionName.TOGGLE_MASK].toggled.connect(self.layers_panel.mask_visible.setChecked)
+        act[ActionName.TOGGLE_PREDICTION].toggled.connect(
+            self.layers_panel.prediction_visible.setChecked)
+        act[ActionName.ACCEPT_PREDICTION].triggered.connect(self.accept_prediction)
+        act[ActionName.NEXT_IMAGE].triggered.connect(partial(self.step_image, +1))
+        act[ActionName.PREVIOUS_IMAGE].triggered.connect(partial(self.step_image, -1))
+        act[ActionName.NEXT_UNLABELLED].triggered.connect(self.next_unlabelled)
+        act[ActionName.MARK_REVIEWED].triggered.connect(self.mark_reviewed)
+        for digit in CLASS_KEYS:
+            action = QAction(f"Class {digit}", self)
+            action.setShortcut(QKeySequence(digit))
+            action.triggered.connect(partial(self.select_class, int(digit)))
+            self.addAction(action)
+
+        self.canvas.edited.connect(self._on_edited)
+        self.canvas.cursor_moved.connect(self._show_pixel)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"zoom {z * 100:.0f}%"))
+        self.canvas.brush_size_changed.connect(self._on_brush_size)
+        self.image_list.image_selected.connect(self.open_image)
+        self.classes_panel.class_selected.connect(self.select_class)
+        self.classes_panel.pixel_counter = partial(class_edits.class_pixel_count, self.project)
+        self.classes_panel.add_requested.connect(self._add_class)
+        self.classes_panel.rename_requested.connect(self._rename_class)
+        self.classes_panel.recolour_requested.connect(self._recolour_class)
+        self.classes_panel.delete_requested.connect(self._delete_class)
+        layers = self.layers_panel
+        layers.display_range_changed.connect(self._set_display_range)
+        layers.auto_range_requested.connect(self._auto_range)
+        layers.mask_opacity_changed.connect(self._set_mask_opacity)
+        layers.mask_visible_changed.connect(self._set_mask_visible)
+        layers.prediction_visible_changed.connect(self._set_prediction_visible)
+        layers.threshold_changed.connect(self.canvas.set_prediction_threshold)
+
+    # -- images ----------------------------------------------------------------------------
+
+    def open_image(self, stem: str) -> bool:
+        """Save the current image if changed, then show ``stem``; False if it is unreadable."""
+        if stem == self.current_stem and self.opened is not None:
+            return True
+        if not self.save_current(quiet=True):
+            self.image_list.select(self.current_stem or "")
+            return False
+        try:
+            opened = self.workspace.open(stem)
+        except SegtoolError as error:
+            self.image_list.update_status(stem, ImageStatus.UNREADABLE, error.problem)
+            self.show_error(str(error))
+            return False
+        if self.project.status(stem) == ImageStatus.UNREADABLE:
+            self.project.set_status(stem, ImageStatus.UNLABELLED)
+        self.current_stem, self.opened = stem, opened
+        if opened.journal_pending and self.ask(
+            "Restore unsaved edits?",
+            f"{stem} has edits that were not saved (segtool did not close properly). "
+            "Restore them?",
+        ):
+            self.workspace.restore_journal(stem)
+        elif opened.journal_pending:
+            self.workspace.discard_journal(stem)
+        low, high = opened.display_range
+        self.canvas.set_document(opened.document, to_display(opened.image, low, high))
+        self.canvas.set_overlay_opacity(self.layers_panel.mask_opacity.value() / 100
+                                        if self.layers_panel.mask_visible.isChecked() else 0.0)
+        self.layers_panel.set_display_range(low, high)
+        self.image_list.select(stem)
+        self._update_review_action()
+        self._refresh_image_list_entry(stem)
+        for message in opened.messages:
+            self.show_error(message)
+        self.predictions.show_for(stem)
+        self.setWindowTitle(f"segtool — {self.project.root.name} — {stem}")
+        return True
+
+    def step_image(self, step: int) -> None:
+        """Open the next (+1) or previous (-1) image in the list's order."""
+        stems = self.image_list.ordered_stems()
+        if not stems:
+            return
+        index = stems.index(self.current_stem) if self.current_stem in stems else -step
+        target = index + step
+        if 0 <= target < len(stems):
+            self.open_image(stems[target])
+
+    def next_unlabelled(self) -> None:
+        """Open the next image (after the current one, wrapping) with no labels yet."""
+        stems = self.image_list.ordered_stems()
+        start = stems.index(self.current_stem) + 1 if self.current_stem in stems else 0
+        for stem in stems[start:] + stems[:start]:
+            if self.project.status(stem) == ImageStatus.UNLABELLED and stem != self.current_stem:
+                self.open_image(stem)
+                return
+        self.statusBar().showMessage("No unlabelled image left", 5000)
+
+    def mark_reviewed(self) -> None:
+        """Toggle the current image between reviewed and in progress (saving first)."""
+        if self.current_stem is None:
+            return
+        self.save_current(quiet=True)
+        reviewed = self.project.status(self.current_stem) != ImageStatus.REVIEWED
+        status = self.workspace.set_reviewed(self.current_stem, reviewed)
+        self._refresh_image_list_entry(self.current_stem)
+        self._update_review_action()
+        self.statusBar().showMessage(f"{self.current_stem}: {status.value.replace('_', ' ')}", 3000)
+
+    # -- editing ---------------------------------------------------------------------------
+
+    def set_tool(self, tool: Tool) -> None:
+        self.canvas.set_tool(tool)
+        for name, action_tool in TOOL_ACTIONS.items():
+            self.actions_by_name[name].setChecked(action_tool == tool)
+
+    def select_class(self, index: int) -> None:
+        if 0 <= index < self.project.num_classes:
+            self.canvas.set_current_class(index)
+            self.classes_panel.select(index)
+            self._show_brush()
+
+    def accept_prediction(self) -> None:
+        rect = self.canvas.accept_prediction()
+        if rect.is_empty:
+            self.statusBar().showMessage("No prediction to accept here", 3000)
+
+    def _on_edited(self) -> None:
+        if self.current_stem is not None:
+            self.workspace.commit(self.current_stem)
+
+    def _step_brush(self, direction: int) -> None:
+        size = self.canvas.brush_size
+        step = max(1, round(size * 0.2))
+        self.canvas.set_brush_size(size + direction * step)
+
+    def _set_only_unlabelled(self, enabled: bool) -> None:
+        self.workspace.paint_unlabelled_only = enabled
+        if self.opened is not None:
+            self.opened.document.paint_unlabelled_only = enabled
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def save_current(self, quiet: bool = False) -> bool:
+        """Save the current mask if it changed; False (and a message) if writing failed."""
+        if self.current_stem is None:
+            return True
+        try:
+            written = self.workspace.save(self.current_stem, force=not quiet)
+        except (SegtoolError, OSError) as error:
+            self.show_error(f"could not save {self.current_stem}: {error}")
+            return False
+        if written:
+            self._refresh_image_list_entry(self.current_stem)
+            self.statusBar().showMessage(f"Saved {self.project.mask_path(self.current_stem)}", 3000)
+        return True
+
+    def autosave(self) -> None:
+        """Save every changed mask (the timer calls this about every 30 s)."""
+        try:
+            written = self.workspace.save_all()
+        except (SegtoolError, OSError) as error:
+            self.show_error(f"autosave failed: {error}")
+            return
+        for stem in written:
+            self._refresh_image_list_entry(stem)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        try:
+            self.workspace.save_all()
+        except (SegtoolError, OSError) as error:
+            if not self.ask("Quit without saving?", f"Saving failed: {error}\nQuit anyway?"):
+                event.ignore()
+                return
+        self.autosave_timer.stop()
+        self.predictions.shutdown()
+        self._save_settings()
+        event.accept()
+
+    # -- view ------------------------------------------------------------------------------
+
+    def _set_display_range(self, low: float, high: float) -> None:
+        if self.opened is not None:
+            self.opened.display_range = (low, high)
+            self.canvas.set_display_image(to_display(self.opened.image, low, high))
+
+    def _auto_range(self) -> None:
+        if self.opened is not None:
+            from segtool.core.normalize import percentiles
+
+            low, high = percentiles(self.opened.image)
+            self.layers_panel.set_display_range(low, high)
+            self._set_display_range(low, high)
+
+    def _set_mask_opacity(self, opacity: float) -> None:
+        if self.layers_panel.mask_visible.isChecked():
+            self.canvas.set_overlay_opacity(opacity)
+        keys.settings().setValue(keys.MASK_OPACITY, opacity)
+
+    def _set_mask_visible(self, visible: bool) -> None:
+        opacity = self.layers_panel.mask_opacity.value() / 100
+        self.canvas.set_overlay_opacity(opacity if visible else 0.0)
+        self.actions_by_name[ActionName.TOGGLE_MASK].setChecked(visible)
+
+    def _set_prediction_visible(self, visible: bool) -> None:
+        self.canvas.set_prediction_visible(visible)
+        self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(visible)
+
+    def _show_pixel(self, x: int, y: int) -> None:
+        if self.opened is None or x < 0:
+            self.position_label.setText("")
+            return
+        value = self.opened.image[y, x]
+        value_text = (", ".join(f"{v:g}" for v in np.atleast_1d(value)))
+        label = int(self.opened.document.mask[y, x])
+        name = "unlabelled" if label == 255 else self._class_name(label)
+        self.position_label.setText(f"x {x}  y {y}  value {value_text}  class {name}")
+
+    def _on_brush_size(self, size: int) -> None:
+        keys.settings().setValue(keys.BRUSH_SIZE, size)
+        self._show_brush()
+
+    def _show_brush(self) -> None:
+        name = self._class_name(self.canvas.current_class)
+        self.brush_label.setText(f"brush {self.canvas.brush_size}px  class {name}")
+
+    def _class_name(self, index: int) -> str:
+        return self.project.classes[index].name if index < self.project.num_classes else str(index)
+
+    # -- classes ---------------------------------------------------------------------------
+
+    def _refresh_classes(self, current: int | None = None) -> None:
+        current = self.canvas.current_class if current is None else current
+        current = min(current, self.project.num_classes - 1)
+        self.classes_panel.set_classes(self.project.classes, current)
+        self.canvas.set_class_colours(self.project.colours)
+        self.canvas.set_current_class(current)
+        self._show_brush()
+
+    def _edit_classes(self, edit: Callable[[], object]) -> None:
+        try:
+            edit()
+        except SegtoolError as error:
+            self.show_error(str(error))
+        self._refresh_classes()
+
+    def _add_class(self, name: str, colour: tuple) -> None:
+        self._edit_classes(lambda: self.project.add_class(name, colour or None))
+
+    def _rename_class(self, index: int, name: str) -> None:
+        self._edit_classes(lambda: class_edits.rename_class(self.project, index, name))
+
+    def _recolour_class(self, index: int, colour: tuple) -> None:
+        self._edit_classes(lambda: class_edits.recolour_class(self.project, index, colour))
+
+    def _delete_class(self, index: int) -> None:
+        """Delete a class: saved masks are remapped on disk, then the open image reloads."""
+        if not self.save_current(quiet=True):
+            return
+        stem = self.current_stem
+        self.workspace = Workspace(self.project)  # histories refer to the old class numbers
+        self.current_stem, self.opened = None, None
+        self._edit_classes(lambda: class_edits.delete_class(self.project, index))
+        if stem is not None:
+            self.open_image(stem)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _refresh_image_list(self) -> None:
+        stems = self.project.image_names()
+        self.image_list.set_images(stems, {s: self.project.status(s) for s in stems},
+                                   dict(self.workspace.unreadable))
+
+    def _refresh_image_list_entry(self, stem: str) -> None:
+        self.image_list.update_status(stem, self.project.status(stem))
+
+    def _update_review_action(self) -> None:
+        reviewed = (self.current_stem is not None
+                    and self.project.status(self.current_stem) == ImageStatus.REVIEWED)
+        action = self.actions_by_name[ActionName.MARK_REVIEWED]
+        action.blockSignals(True)
+        action.setChecked(reviewed)
+        action.blockSignals(False)
+
+    def show_error(self, message: str) -> None:
+        """Show a problem in the status bar (kept until the next message) and the log."""
+        log.warning("%s", message)
+        self.statusBar().showMessage(message)
+
+    def _ask_dialog(self, title: str, question: str) -> bool:
+        answer = QMessageBox.question(self, title, question,
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+        return answer == QMessageBox.Yes
+
+    def _restore_settings(self) -> None:
+        store = keys.settings()
+        geometry, state = store.value(keys.GEOMETRY), store.value(keys.WINDOW_STATE)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        if state is not None:
+            self.restoreState(state)
+        self.canvas.set_brush_size(keys.read_int(keys.BRUSH_SIZE, self.canvas.brush_size))
+        opacity = keys.read_float(keys.MASK_OPACITY, 0.5)
+        self.layers_panel.mask_opacity.setValue(round(opacity * 100))
+
+    def _save_settings(self) -> None:
+        store = keys.settings()
+        store.setValue(keys.GEOMETRY, self.saveGeometry())
+        store.setValue(keys.WINDOW_STATE, self.saveState())
+        store.setValue(keys.BRUSH_SIZE, self.canvas.brush_size)
+        store.sync()

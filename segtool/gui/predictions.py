@@ -1,0 +1,95 @@
+"""The prediction layer of the window: asks the worker, caches results, shows the current one."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from segtool.gui.workers import BACKGROUND, CURRENT, PredictionThread
+
+if TYPE_CHECKING:
+    from segtool.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLayer(QObject):
+    """Predictions of the project's current model, computed on a worker thread.
+
+    The thread (and TensorFlow) starts only when a prediction is first needed. Results are
+    kept per image for the model that made them; a new current model makes them all stale.
+    """
+
+    updated = Signal(str)  # stem whose prediction arrived
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.thread: PredictionThread | None = None
+        self.results: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
+        self.device = ""
+
+    @property
+    def model_name(self) -> str | None:
+        return self.window.project.current_model
+
+    def show_for(self, stem: str) -> None:
+        """Show ``stem``'s prediction if it is fresh, else ask the worker for it."""
+        cached = self.results.get(stem)
+        if cached is not None and cached[0] == self.model_name:
+            self.window.canvas.set_prediction(cached[1], cached[2])
+            return
+        if self.model_name is None:
+            return
+        self._ensure_thread().request(stem, self.model_name, CURRENT)
+
+    def refresh_all(self) -> None:
+        """The current model changed: recompute the open image first, the others after."""
+        self._ensure_thread().clear_background()
+        if self.window.current_stem is not None:
+            self.show_for(self.window.current_stem)
+        for stem in self.window.project.image_names():
+            if stem != self.window.current_stem and self.model_name is not None:
+                self._ensure_thread().request(stem, self.model_name, BACKGROUND)
+
+    def fresh(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(classes, confidence)`` of ``stem`` by the current model, if computed."""
+        cached = self.results.get(stem)
+        if cached is None or cached[0] != self.model_name:
+            return None
+        return cached[1], cached[2]
+
+    def _ensure_thread(self) -> PredictionThread:
+        if self.thread is None:
+            self.thread = PredictionThread(self.window.project.root)
+            self.thread.prediction_ready.connect(self._on_ready)
+            self.thread.failed.connect(self._on_failed)
+            self.thread.device_ready.connect(self._on_device)
+            self.thread.start(PredictionThread.Priority.LowPriority)
+        return self.thread
+
+    def _on_ready(self, stem: str, model_name: str, classes: np.ndarray,
+                  confidence: np.ndarray) -> None:
+        self.results[stem] = (model_name, classes, confidence)
+        if stem == self.window.current_stem and model_name == self.model_name:
+            try:
+                self.window.canvas.set_prediction(classes, confidence)
+            except ValueError as error:  # the image changed size on disk meanwhile
+                log.warning("prediction of %s not shown: %s", stem, error)
+        self.updated.emit(stem)
+
+    def _on_failed(self, stem: str, message: str) -> None:
+        self.window.show_error(message)
+
+    def _on_device(self, device: str) -> None:
+        self.device = device
+        self.window.statusBar().showMessage(f"Model runs on {device}", 5000)
+
+    def shutdown(self) -> None:
+        """Stop the worker and wait for it."""
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
