@@ -15,8 +15,8 @@ import numpy as np
 from segtool.core.rect import Rect
 
 UNLABELLED = 255
-# Rows processed at once by render_proposal, to bound temporary memory on large images.
-_STRIP_ROWS = 512
+# Rows processed at once, to bound temporary memory on large images.
+_STRIP_ROWS = 256
 
 
 def colour_lut(colours: Sequence[Sequence[int]], alpha: int = 255) -> np.ndarray:
@@ -64,12 +64,16 @@ def render_region(
     rect = rect.clip(mask.shape[1], mask.shape[0])
     if rect.is_empty:
         return
-    rows, cols = rect.slices
     words = _as_words(out_rgba)
-    if words is not None:
-        words[rows, cols] = np.ascontiguousarray(lut).view(np.uint32)[:, 0][mask[rows, cols]]
-    else:
-        out_rgba[rows, cols] = lut[mask[rows, cols]]
+    lut_words = np.ascontiguousarray(lut).view(np.uint32)[:, 0]
+    # Strips of rows bound the temporary index array numpy makes for the lookup.
+    for top in range(rect.y, rect.bottom, _STRIP_ROWS):
+        rows = slice(top, min(rect.bottom, top + _STRIP_ROWS))
+        cols = slice(rect.x, rect.right)
+        if words is not None:
+            np.take(lut_words, mask[rows, cols], out=words[rows, cols], mode="clip")
+        else:
+            out_rgba[rows, cols] = lut[mask[rows, cols]]
 
 
 def render_all(mask: np.ndarray, lut: np.ndarray, out_rgba: np.ndarray) -> None:
