@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -296,3 +296,45 @@ def test_switching_documents_drops_the_old_subscription(canvas):
     assert canvas.overlay_array.shape == (40, 50, 4)
     with pytest.raises(ValueError):
         canvas.set_document(LabelDocument(np.zeros((5, 5), np.uint8)), np.zeros((6, 5), np.uint8))
+
+
+def test_pixels_stay_crisp_when_zoomed_in(canvas):
+    canvas.set_class_colours([(0, 0, 0), (255, 255, 255)])
+    canvas.set_overlay_opacity(1.0)
+    canvas.document.paint_segment((12, 12), (12, 12), 0, 1)  # one pixel
+    canvas.set_zoom(8.0)
+    canvas.horizontalScrollBar().setValue(0)
+    canvas.verticalScrollBar().setValue(0)
+    QApplication.processEvents()
+    screen = array_from_qimage(canvas.viewport().grab().toImage())
+    corner = canvas.image_to_viewport(12, 12) - QPoint(4, 4)  # the pixel's top-left on screen
+    block = screen[corner.y() : corner.y() + 8, corner.x() : corner.x() + 8, :3]
+    assert (block == 255).all()  # an 8x8 block of the class colour, no blur at its edges
+    assert screen[corner.y() - 1, corner.x() + 4, 0] < 100
+    assert screen[corner.y() + 8, corner.x() + 4, 0] < 100
+
+
+class PaintRecorder(QObject):
+    def __init__(self):
+        super().__init__()
+        self.rects = []
+
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.Paint:
+            self.rects.extend(event.region())
+        return False
+
+
+def test_a_brush_stroke_repaints_only_the_changed_part_of_the_screen(canvas):
+    canvas.set_brush_size(5)
+    # After a zoom or scroll Qt repaints each item's whole visible area on its next update,
+    # once: the first stroke takes that; the second shows the cost of painting itself.
+    drag(canvas, [(10, 10), (12, 10)])
+    recorder = PaintRecorder()
+    canvas.viewport().installEventFilter(recorder)
+    drag(canvas, [(30, 30), (34, 31), (38, 33)])
+    canvas.viewport().removeEventFilter(recorder)
+    assert recorder.rects
+    painted = sum(rect.width() * rect.height() for rect in recorder.rects)
+    # three discs of 5 image pixels at 2x, with their outline: far less than the image
+    assert painted < (WIDTH * 2) * (HEIGHT * 2) / 20
