@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
+import weakref
 
 import cv2
 import numpy as np
@@ -184,3 +186,13 @@ def test_layout_covers_every_pixel_and_reflects_like_numpy():
         np.arange(5)[reflect_indices(indices, 5)], np.pad(np.arange(5), 7, mode="reflect")[:19]
     )
     assert size_multiple(build_unet(1, 2, depth=3, base_filters=4)) == 8
+
+
+def test_compiled_function_does_not_keep_the_model_alive():
+    keras.utils.set_random_seed(5)
+    model = build_unet(1, 2, depth=2, base_filters=4)
+    predict_tiled(model, smooth_image(40, 40), tile_size=32, overlap=8)
+    reference = weakref.ref(model)
+    del model
+    gc.collect()
+    assert reference() is None  # a GUI that retrains many times must not pile up models
