@@ -175,8 +175,9 @@ class PatchSampler:
         batch_labels = np.empty((batch_size, size, size), dtype=np.uint8)
         for index in range(batch_size):
             image_index, row, col = self._centre()
-            row += self.pad - size // 2 + int(self.rng.integers(-shift, shift + 1))
-            col += self.pad - size // 2 + int(self.rng.integers(-shift, shift + 1))
+            # The labelled pixel lands within the central half, symmetric under flips.
+            row += self.pad - size // 2 + int(self.rng.integers(1 - shift, shift + 1))
+            col += self.pad - size // 2 + int(self.rng.integers(1 - shift, shift + 1))
             image = self._images[image_index][row : row + size, col : col + size]
             labels = self._masks[image_index][row : row + size, col : col + size]
             if self.augmentation is not None:

@@ -51,7 +51,7 @@ def masked_loss(
     total = ops.sum(probabilities, axis=axes) + ops.sum(truth, axis=axes)
     dice = (2.0 * intersection + DICE_SMOOTHING) / (total + DICE_SMOOTHING)
     present = ops.cast(ops.sum(truth, axis=axes) > 0, "float32")
-    dice_loss = 1.0 - ops.sum(dice * present) / ops.maximum(ops.sum(present), 1.0)
+    dice_loss = ops.sum((1.0 - dice) * present) / ops.maximum(ops.sum(present), 1.0)
     return cross_entropy + dice_weight * dice_loss
 
 

@@ -39,7 +39,7 @@ from segtool.ml.unet import (
 logger = logging.getLogger(__name__)
 
 VALIDATION_BATCH = 16
-MAX_VALIDATION_CROPS = 256
+MAX_VALIDATION_CROPS = 64
 
 
 @dataclasses.dataclass
@@ -67,7 +67,7 @@ class TrainConfig:
     augmentation: Augmentation | None = dataclasses.field(default_factory=Augmentation)
     seed: int = 0
     depth: int = 3
-    base_filters: int = 16
+    base_filters: int = 8
     normalization: Normalization = Normalization.BATCH
     jit_compile: bool = False
 
