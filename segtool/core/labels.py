@@ -14,11 +14,11 @@ import numpy as np
 from segtool.core import brush
 from segtool.core.brush import Point, Region
 from segtool.core.history import DEFAULT_HISTORY_BYTES, History, StrokeRecorder
+from segtool.core.masks import UNLABELLED
 from segtool.core.rect import EMPTY_RECT, Rect
 
 log = logging.getLogger(__name__)
 
-UNLABELLED = 255
 ChangeCallback = Callable[[Rect], None]
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segtool.core.masks import UNLABELLED
 from segtool.core.rect import Rect
 
-UNLABELLED = 255
 # Rows processed at once, to bound temporary memory on large images.
 _STRIP_ROWS = 256
 
