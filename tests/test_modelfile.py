@@ -111,11 +111,24 @@ def test_corrupt_files_are_refused_naming_the_file(tmp_path, saved, damage):
     assert "corrupt" in str(caught.value) or "not a Keras model" in str(caught.value)
 
 
-def test_models_that_do_not_fit_the_project_are_refused(saved):
+def test_models_that_do_not_fit_the_project_are_refused(tmp_path, saved):
     with pytest.raises(SegtoolError, match="predicts 2 classes, the project has 3"):
         load_model(saved, num_classes=3)
     with pytest.raises(SegtoolError, match="expects 1-channel images, the project has 3"):
         load_model(saved, channels=3)
+
+    inputs = keras.Input((64, 64, 1))
+    fixed = tmp_path / "fixed.keras"
+    keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs)).save(fixed)
+    with pytest.raises(SegtoolError, match="only takes 64x64 images"):
+        load_model(fixed)
+
+    inputs = keras.Input((None, None, 1))
+    classifier = tmp_path / "classifier.keras"
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 1)(inputs))
+    keras.Model(inputs, pooled).save(classifier)
+    with pytest.raises(SegtoolError, match="not an image segmentation model"):
+        load_model(classifier)
 
 
 def test_lambda_layer_is_refused_and_never_runs(tmp_path, monkeypatch):

@@ -215,6 +215,12 @@ def _check_shapes(
             f"not an image segmentation model (input {input_shape}, output {output_shape})",
             source,
         )
+    if any(side is not None for side in input_shape[1:3]):
+        raise SegtoolError(
+            f"model only takes {input_shape[1]}x{input_shape[2]} images (segtool models take "
+            "any size)",
+            source,
+        )
     if channels is not None and input_shape[-1] != channels:
         raise SegtoolError(
             f"model expects {input_shape[-1]}-channel images, the project has {channels}",
