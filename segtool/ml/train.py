@@ -265,12 +265,9 @@ def train_model(
             schedule_start = time.monotonic()
             logger.debug("first step (compilation) took %.1f s", schedule_start - start)
         elapsed = time.monotonic() - start
-        if config.epochs is None:
-            total_steps_estimate = _estimate_total(
-                step, elapsed, schedule_start - start, config.max_seconds
-            )
-        else:
-            total_steps_estimate = total_steps
+        total_steps_estimate = _estimate_total(
+            step, elapsed, schedule_start - start, config.max_seconds, total_steps
+        )
 
         if step % config.steps_per_epoch == 0 and not validate.empty:
             val_iou = validate(predict)
@@ -327,12 +324,19 @@ def _fraction_done(
     return fraction
 
 
-def _estimate_total(step: int, elapsed: float, setup: float, max_seconds: float | None) -> int:
-    """Steps expected by the end of the time budget at the speed seen so far."""
+def _estimate_total(
+    step: int, elapsed: float, setup: float, max_seconds: float | None, total_steps: int
+) -> int:
+    """Steps expected by the end of the run: the epoch count, or fewer if time runs out first.
+
+    ``total_steps`` is 0 when only the time budget applies; the time estimate uses the speed
+    seen since the first (compiling) step.
+    """
     if max_seconds is None or step < 2:
-        return step
+        return total_steps or step
     seconds_per_step = max(elapsed - setup, 1e-6) / (step - 1)
-    return max(step, int(step + (max_seconds - elapsed) / seconds_per_step))
+    by_time = max(step, int(step + (max_seconds - elapsed) / seconds_per_step))
+    return min(by_time, total_steps) if total_steps else by_time
 
 
 def _compiled_functions(
@@ -341,7 +345,7 @@ def _compiled_functions(
     """The compiled training step and an inference-mode class predictor."""
     dice_weight = config.dice_weight
 
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True, autograph=False)
     def train_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = model(batch_images, training=True)
@@ -350,7 +354,7 @@ def _compiled_functions(
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
         return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
 
