@@ -1,4 +1,5 @@
-"""The command line: ``segtool [PROJECT]``, ``demo``, ``new``, ``train``, ``predict``, ``export``, ``info``.
+"""The command line: ``segtool [PROJECT]``, ``demo``, ``new``, ``train``, ``predict``, ``export``,
+``info``.
 
 Every user error prints one line per problem, naming the file, and exits non-zero; a
 traceback only with ``--debug``. TensorFlow is imported only by ``train`` and ``predict``.

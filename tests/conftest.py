@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -42,3 +43,29 @@ def make_project(tmp_path: Path) -> Callable[..., Project]:
         return project
 
     return factory
+
+
+@pytest.fixture
+def qsettings_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """QSettings and the user's data folder inside tmp_path (no test touches the real HOME)."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path / "settings"
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(folder))
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running() -> Iterator[None]:
+    """Fail any test that leaves a QThread running (workers must be stopped)."""
+    yield
+    if "PySide6.QtCore" not in sys.modules:
+        return
+    from segtool.gui.workers import running_threads
+
+    leftover = running_threads()
+    for thread in leftover:
+        thread.stop()
+    assert not leftover, f"test left threads running: {leftover}"

@@ -255,6 +255,17 @@ class LabelDocument:
             if confidence.shape != self.shape:
                 raise ValueError(f"confidence {confidence.shape} does not match {self.shape}")
             take &= confidence >= threshold
+        return self._copy_where(classes, take)
+
+    def replace_mask(self, new_mask: np.ndarray) -> Rect:
+        """Make the mask equal ``new_mask`` ((H, W) uint8) as one undo step (e.g. a restore)."""
+        if new_mask.shape != self.shape or new_mask.dtype != np.uint8:
+            raise ValueError(f"mask {new_mask.dtype} {new_mask.shape} does not match "
+                             f"{self.shape}")
+        return self._copy_where(new_mask, new_mask != self._mask)
+
+    def _copy_where(self, values: np.ndarray, take: np.ndarray) -> Rect:
+        """Copy ``values`` into the mask where ``take`` ((H, W) bool) holds; one undo step."""
         rows = np.flatnonzero(take.any(axis=1))
         if rows.size == 0:
             return EMPTY_RECT
@@ -267,7 +278,7 @@ class LabelDocument:
             self._recorder.before_change(rect)
             target = self._mask[rect.slices]
             inside = take[rect.slices]
-            target[inside] = classes[rect.slices][inside]
+            target[inside] = values[rect.slices][inside]
             self._notify(rect)
         finally:
             if single_step:

@@ -41,13 +41,18 @@ class MainWindow(QMainWindow):
     tests replace it).
     """
 
-    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        parent: QWidget | None = None,
+        ask: Callable[[str, str], bool] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.project = project
         self.workspace = Workspace(project)
         self.current_stem: str | None = None
         self.opened: OpenedImage | None = None
-        self.ask: Callable[[str, str], bool] = self._ask_dialog
+        self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
         self.setWindowTitle(f"segtool — {project.root.name}")
 
         self.canvas = Canvas(self)

@@ -11,6 +11,7 @@ import heapq
 import itertools
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,21 @@ CURRENT = 0  # priority of the image on screen
 BACKGROUND = 1  # priority of the other images' stale predictions
 
 
+_THREADS: weakref.WeakSet[BackgroundThread] = weakref.WeakSet()
+
+
+def running_threads() -> list[BackgroundThread]:
+    """Worker threads still running (a test fixture fails any test that leaves one)."""
+    return [thread for thread in list(_THREADS) if thread.isRunning()]
+
+
 class BackgroundThread(QThread):
     """A QThread with an abort flag and a ``stop()`` that waits for the thread to end."""
 
     def __init__(self, parent: object | None = None) -> None:
         super().__init__(parent)
         self._abort = threading.Event()
+        _THREADS.add(self)
 
     def aborted(self) -> bool:
         """True once ``stop()`` was asked; checked by the worker between steps."""

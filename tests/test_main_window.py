@@ -1,0 +1,263 @@
+"""The real main window on a temporary project, driven with mouse and key events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+from qt_events import capsule, click, double_click, drag
+
+from segtool.core.masks import UNLABELLED, read_mask
+from segtool.core.project import ImageStatus
+from segtool.gui.canvas import Tool
+from segtool.gui.main_window import MainWindow
+
+SIZE = 64
+
+
+@pytest.fixture
+def open_window(qtbot, qsettings_tmp, make_project):
+    """``open_window(project=None)``: a shown MainWindow (on a new 3-image project by default)."""
+
+    def factory(project=None, answers=None):
+        project = project or make_project(n_images=3, size=SIZE)
+        answers = [] if answers is None else answers
+
+        def ask(title, question):
+            answers.append(title)
+            return True
+
+        window = MainWindow(project, ask=ask)
+        qtbot.addWidget(window)
+        window.resize(900, 700)
+        window.show()
+        qtbot.waitExposed(window)
+        window.activateWindow()
+        window.canvas.setFocus()
+        QApplication.processEvents()
+        return window
+
+    return factory
+
+
+def key(qtbot, window, sequence, modifier=Qt.NoModifier):
+    """Press a key in the canvas, where the user's focus is; window shortcuts apply."""
+    qtbot.keyClick(window.canvas.viewport(), sequence, modifier)
+    QApplication.processEvents()
+
+
+def saved_mask(window, stem=None):
+    return read_mask(window.project.mask_path(stem or window.current_stem))
+
+
+def test_defaults_first_image_fitted_brush_first_foreground_class(open_window):
+    window = open_window()
+    assert window.current_stem == window.project.image_names()[0] == "img-1"
+    assert window.canvas.tool == Tool.BRUSH
+    assert window.canvas.current_class == 1
+    viewport = window.canvas.viewport().rect()
+    corner = window.canvas.image_to_viewport(SIZE, SIZE)
+    origin = window.canvas.image_to_viewport(0, 0)
+    # Fitted: the whole image is visible and fills the viewport along one side.
+    assert viewport.contains(origin) and 0 <= corner.x() <= viewport.width() + 1
+    assert corner.y() <= viewport.height() + 1
+    filled = max((corner.x() - origin.x()) / viewport.width(),
+                 (corner.y() - origin.y()) / viewport.height())
+    assert filled > 0.95
+
+
+def test_brush_stroke_then_ctrl_s_writes_exactly_the_stroke(open_window, qtbot):
+    window = open_window()
+    window.canvas.set_brush_size(5)
+    drag(window.canvas, [(10, 20), (25, 20), (40, 30)])
+    key(qtbot, window, Qt.Key_S, Qt.ControlModifier)
+    mask = saved_mask(window)
+    expected = capsule(mask.shape, (10, 20), (25, 20), 2.5) | capsule(mask.shape, (25, 20),
+                                                                      (40, 30), 2.5)
+    assert np.array_equal(mask != UNLABELLED, expected)
+    assert set(np.unique(mask[expected])) == {1}
+    assert window.project.status("img-1") == ImageStatus.IN_PROGRESS
+
+
+def test_undo_redo_with_shortcuts(open_window, qtbot):
+    window = open_window()
+    drag(window.canvas, [(10, 10), (30, 10)])
+    painted = np.array(window.opened.document.mask)
+    assert (painted != UNLABELLED).any()
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+    assert (window.opened.document.mask == UNLABELLED).all()
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert np.array_equal(window.opened.document.mask, painted)
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+    key(qtbot, window, Qt.Key_Y, Qt.ControlModifier)
+    assert np.array_equal(window.opened.document.mask, painted)
+
+
+def test_fill_floods_the_clicked_region(open_window, qtbot):
+    window = open_window()
+    window.canvas.set_brush_size(3)
+    # A closed ring of class 1 around (20, 20); fill its inside with class 0 (key 0).
+    ring = [(10, 10), (30, 10), (30, 30), (10, 30), (10, 10)]
+    drag(window.canvas, ring)
+    key(qtbot, window, Qt.Key_0)
+    key(qtbot, window, Qt.Key_F)
+    assert window.canvas.tool == Tool.FILL and window.canvas.current_class == 0
+    click(window.canvas, (20, 20))
+    mask = window.opened.document.mask
+    assert mask[20, 20] == 0 and mask[13, 13] == 0
+    assert mask[10, 20] == 1  # the ring itself is another region
+    assert mask[50, 50] == UNLABELLED  # outside the ring: untouched
+
+
+def test_polygon_fills_the_outline_as_one_undo_step(open_window, qtbot):
+    window = open_window()
+    key(qtbot, window, Qt.Key_L)
+    for point in [(10, 10), (40, 10), (40, 40)]:
+        click(window.canvas, point)
+    double_click(window.canvas, (10, 40))
+    mask = window.opened.document.mask
+    assert mask[25, 25] == 1 and mask[12, 38] == 1
+    assert mask[50, 50] == UNLABELLED
+    inside = np.count_nonzero(mask == 1)
+    assert 30 * 30 * 0.8 < inside < 32 * 32 * 1.1
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+    assert (window.opened.document.mask == UNLABELLED).all()
+
+
+def test_eraser_sets_pixels_back_to_unlabelled(open_window, qtbot):
+    window = open_window()
+    window.canvas.set_brush_size(9)
+    drag(window.canvas, [(10, 30), (50, 30)])
+    key(qtbot, window, Qt.Key_E)
+    window.canvas.set_brush_size(5)
+    drag(window.canvas, [(30, 20), (30, 40)])
+    mask = window.opened.document.mask
+    assert mask[30, 30] == UNLABELLED and mask[30, 15] == 1
+
+
+def test_only_unlabelled_toggle_protects_existing_labels(open_window, qtbot):
+    window = open_window()
+    window.canvas.set_brush_size(7)
+    drag(window.canvas, [(10, 30), (50, 30)])
+    key(qtbot, window, Qt.Key_U)
+    key(qtbot, window, Qt.Key_0)
+    drag(window.canvas, [(30, 20), (30, 40)])
+    mask = window.opened.document.mask
+    assert mask[30, 30] == 1  # protected
+    assert mask[22, 30] == 0  # was unlabelled
+
+
+def test_switching_image_autosaves_and_keeps_undo_history(open_window, qtbot):
+    window = open_window()
+    drag(window.canvas, [(10, 10), (30, 10)])
+    key(qtbot, window, Qt.Key_PageDown)
+    assert window.current_stem == "img-2"
+    assert (saved_mask(window, "img-1") == 1).any()
+    key(qtbot, window, Qt.Key_PageUp)
+    assert window.current_stem == "img-1"
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)  # the history survived the switch
+    assert (window.opened.document.mask == UNLABELLED).all()
+
+
+def test_autosave_timer_saves_changes(open_window):
+    window = open_window()
+    drag(window.canvas, [(5, 5), (20, 5)])
+    assert not window.project.mask_path("img-1").exists()
+    window.autosave_timer.timeout.emit()
+    assert (saved_mask(window, "img-1") == 1).any()
+
+
+def test_broken_image_is_marked_and_others_stay_usable(make_project, open_window, qtbot):
+    project = make_project(n_images=3, size=SIZE)
+    project.image_path("img-2").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    window = open_window(project)
+    key(qtbot, window, Qt.Key_PageDown)
+    assert window.current_stem == "img-1"  # stayed on the readable image
+    assert window.project.status("img-2") == ImageStatus.UNREADABLE
+    assert "img-2" in window.statusBar().currentMessage()
+    window.open_image("img-3")
+    drag(window.canvas, [(5, 5), (20, 5)])
+    assert (window.opened.document.mask == 1).any()
+
+
+def test_mask_of_wrong_size_is_set_aside_with_a_message(make_project, open_window):
+    project = make_project(n_images=2, size=SIZE)
+    wrong = np.zeros((10, 10), np.uint8)
+    cv2.imwrite(str(project.mask_path("img-1")), wrong)
+    window = open_window(project)
+    assert (window.opened.document.mask == UNLABELLED).all()
+    backups = list(project.masks_dir.glob("img-1.png.bad-*"))
+    assert len(backups) == 1 and cv2.imread(str(backups[0]), 0).shape == (10, 10)
+    assert "does not match" in window.statusBar().currentMessage() or \
+        "size" in window.statusBar().currentMessage()
+
+
+def test_journal_restores_edits_after_kill_9(make_project, open_window, tmp_path):
+    project = make_project(n_images=1, size=SIZE)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from segtool.core.project import Project
+        from segtool.core.workspace import Workspace
+        workspace = Workspace(Project.open({str(project.root)!r}))
+        opened = workspace.open("img-1")
+        opened.document.paint_segment((5, 5), (40, 5), 3.0, 1)
+        workspace.commit("img-1")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert result.returncode == -signal.SIGKILL
+    assert not project.mask_path("img-1").exists()
+    answers = []
+    window = open_window(project, answers)
+    assert answers == ["Restore unsaved edits?"]
+    mask = window.opened.document.mask
+    assert mask[5, 20] == 1 and mask[5, 40] == 1
+    window.save_current()
+    assert read_mask(project.mask_path("img-1"))[5, 20] == 1
+    assert not window.workspace.journal("img-1").exists()
+
+
+def test_mark_reviewed_and_filter(open_window, qtbot):
+    window = open_window()
+    key(qtbot, window, Qt.Key_R)
+    assert window.project.status("img-1") == ImageStatus.REVIEWED
+    panel = window.image_list
+    panel.filter_box.setCurrentIndex(panel.filter_box.findData("reviewed"))
+    visible = [panel.list.item(i).text() for i in range(panel.list.count())
+               if not panel.list.item(i).isHidden()]
+    assert len(visible) == 1 and visible[0].startswith("img-1")
+
+
+def test_settings_persist_brush_size_and_opacity(open_window, make_project):
+    project = make_project(n_images=1, size=SIZE)
+    window = open_window(project)
+    window.canvas.set_brush_size(23)
+    window.layers_panel.mask_opacity.setValue(70)
+    window.close()
+    again = open_window(project)
+    assert again.canvas.brush_size == 23
+    assert again.layers_panel.mask_opacity.value() == 70
+
+
+def test_zoom_shortcuts_and_status_bar(open_window, qtbot):
+    window = open_window()
+    key(qtbot, window, Qt.Key_1, Qt.ControlModifier)
+    assert window.canvas.zoom() == pytest.approx(1.0)
+    key(qtbot, window, Qt.Key_0, Qt.ControlModifier)
+    viewport = window.canvas.viewport().rect()
+    fit = min(viewport.width() / SIZE, viewport.height() / SIZE)
+    assert window.canvas.zoom() == pytest.approx(fit, rel=0.05)
+    window.canvas.cursor_moved.emit(3, 4)
+    text = window.position_label.text()
+    assert "x 3" in text and "y 4" in text and "unlabelled" in text
+    value = window.opened.image[4, 3]
+    assert f"value {value:g}" in text
+    assert os.environ["QT_QPA_PLATFORM"] == "offscreen"
