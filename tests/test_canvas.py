@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import qt_events
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
+from qt_events import click, drag, send_mouse, send_wheel
 
 from segtool.core.labels import LabelDocument
 from segtool.gui.canvas import Canvas, Tool
 from segtool.gui.qimage import array_from_qimage, wrap_array
 
 HEIGHT, WIDTH = 96, 128
+
+
+def capsule(start, end, radius):
+    return qt_events.capsule((HEIGHT, WIDTH), start, end, radius)
 
 
 def bright_square_image():
@@ -36,47 +41,6 @@ def canvas(qtbot):
     view.verticalScrollBar().setValue(0)
     QApplication.processEvents()
     return view
-
-
-def send_mouse(view, kind, pixel, button=Qt.LeftButton, buttons=None, modifiers=Qt.NoModifier):
-    """Send a real mouse event to the viewport over the centre of image ``pixel``."""
-    position = QPointF(view.image_to_viewport(*pixel))
-    if buttons is None:
-        buttons = Qt.NoButton if kind == QEvent.MouseButtonRelease else button
-    event = QMouseEvent(kind, position, view.viewport().mapToGlobal(position), button, buttons,
-                        modifiers)
-    QApplication.sendEvent(view.viewport(), event)
-
-
-def drag(view, pixels, button=Qt.LeftButton):
-    send_mouse(view, QEvent.MouseButtonPress, pixels[0], button)
-    for pixel in pixels[1:]:
-        send_mouse(view, QEvent.MouseMove, pixel, Qt.NoButton, button)
-    send_mouse(view, QEvent.MouseButtonRelease, pixels[-1], button)
-    QApplication.processEvents()
-
-
-def click(view, pixel):
-    send_mouse(view, QEvent.MouseButtonPress, pixel)
-    send_mouse(view, QEvent.MouseButtonRelease, pixel)
-    QApplication.processEvents()
-
-
-def send_wheel(view, position, notches, modifiers=Qt.NoModifier):
-    position = QPointF(position)
-    event = QWheelEvent(position, view.viewport().mapToGlobal(position), QPoint(),
-                        QPoint(0, int(120 * notches)), Qt.NoButton, modifiers,
-                        Qt.NoScrollPhase, False)
-    QApplication.sendEvent(view.viewport(), event)
-
-
-def capsule(start, end, radius):
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
-    (x0, y0), (x1, y1) = start, end
-    dx, dy = x1 - x0, y1 - y0
-    length2 = dx * dx + dy * dy
-    t = np.clip(((xs - x0) * dx + (ys - y0) * dy) / max(length2, 1e-9), 0, 1)
-    return (xs - x0 - t * dx) ** 2 + (ys - y0 - t * dy) ** 2 <= radius * radius + 1e-4
 
 
 def test_brush_stroke_labels_exactly_the_swept_discs_and_undo_redo(canvas, qtbot):
