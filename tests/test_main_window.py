@@ -261,3 +261,79 @@ def test_zoom_shortcuts_and_status_bar(open_window, qtbot):
     value = window.opened.image[4, 3]
     assert f"value {value:g}" in text
     assert os.environ["QT_QPA_PLATFORM"] == "offscreen"
+
+
+def _tiny_model(project):
+    from segtool.ml.modelfile import save_model
+    from segtool.ml.unet import build_unet
+
+    model = build_unet(1, project.num_classes, depth=2, base_filters=4)
+    path = project.models_dir / "tiny.keras"
+    sidecar = {"classes": [{"name": c.name, "colour": list(c.colour)} for c in project.classes],
+               "channels": 1, "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8}}
+    save_model(model, path, sidecar)
+    project.set_current_model(path.name)
+
+
+def test_accept_prediction_fills_only_unlabelled_pixels(make_project, open_window, qtbot):
+    project = make_project(n_images=2, size=SIZE)
+    _tiny_model(project)
+    window = open_window(project)
+    qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
+    classes, confidence = window.predictions.fresh("img-1")
+    assert classes.shape == (SIZE, SIZE) and confidence.shape == (SIZE, SIZE)
+    key(qtbot, window, Qt.Key_0)
+    window.canvas.set_brush_size(5)
+    drag(window.canvas, [(10, 10), (50, 10)])
+    painted = np.array(window.opened.document.mask)
+    key(qtbot, window, Qt.Key_A)
+    mask = window.opened.document.mask
+    user = painted != UNLABELLED
+    assert np.array_equal(mask[user], painted[user])  # never over what the user painted
+    assert np.array_equal(mask[~user], classes[~user])
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)  # one undo step
+    assert np.array_equal(window.opened.document.mask, painted)
+    window.close()
+
+
+def test_close_and_ctrl_q_save(open_window, qtbot):
+    window = open_window()
+    drag(window.canvas, [(5, 5), (20, 5)])
+    key(qtbot, window, Qt.Key_Q, Qt.ControlModifier)
+    assert not window.isVisible()
+    assert (read_mask(window.project.mask_path("img-1")) == 1).any()
+
+
+def test_next_unlabelled_and_mask_toggle(open_window, qtbot):
+    window = open_window()
+    drag(window.canvas, [(5, 5), (20, 5)])
+    window.save_current()
+    window.open_image("img-2")
+    drag(window.canvas, [(5, 5), (20, 5)])
+    window.open_image("img-1")
+    key(qtbot, window, Qt.Key_N)
+    assert window.current_stem == "img-3"  # img-2 has labels now
+    opacity = window.canvas.overlay_opacity()
+    key(qtbot, window, Qt.Key_M)
+    assert window.canvas.overlay_opacity() == 0.0
+    key(qtbot, window, Qt.Key_M)
+    assert window.canvas.overlay_opacity() == pytest.approx(opacity)
+
+
+def test_delete_class_asks_with_the_pixel_count(make_project, open_window):
+    project = make_project(n_images=1, size=SIZE, class_names=["background", "cell", "debris"])
+    window = open_window(project)
+    window.select_class(2)
+    drag(window.canvas, [(5, 5), (20, 5)])
+    window.save_current()
+    questions = []
+    window.classes_panel.confirm = lambda title, text: questions.append(text) or True
+    window.classes_panel.select(2)
+    window.classes_panel.delete_current()
+    labelled = np.count_nonzero(window.opened.document.mask != UNLABELLED)
+    assert labelled == 0
+    assert questions and "'debris'" in questions[0]
+    count = int(questions[0].split("? ")[1].split(" ")[0])
+    assert count > 0
+    assert [c.name for c in window.project.classes] == ["background", "cell"]
+    assert window.classes_panel.list.count() == 2
