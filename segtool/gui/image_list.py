@@ -70,6 +70,13 @@ class ImageListPanel(QWidget):
             self._decorate(item, stem)
         self._apply_filter()
 
+    def refresh_uncertainty(self, stem: str) -> None:
+        """A prediction of ``stem`` arrived: re-sort when sorting by uncertainty."""
+        if self.sort_box.currentData() == "uncertainty":
+            self._rebuild()
+        elif (item := self._item(stem)) is not None:
+            self._decorate(item, stem)
+
     def select(self, stem: str) -> None:
         """Highlight ``stem`` without emitting ``image_selected``."""
         item = self._item(stem)

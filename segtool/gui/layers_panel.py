@@ -42,6 +42,7 @@ class LayersPanel(QWidget):
         for box in (self.low, self.high):
             box.setRange(-1e9, 1e9)
             box.setDecimals(1)
+            box.setMinimumWidth(70)  # the +-1e9 range would otherwise widen the whole dock
             box.setKeyboardTracking(False)
             box.valueChanged.connect(self._on_range)
         auto = QPushButton("Auto")

@@ -22,7 +22,10 @@ from segtool.gui.canvas import Canvas, Tool
 from segtool.gui.classes_panel import ClassesPanel
 from segtool.gui.image_list import ImageListPanel
 from segtool.gui.layers_panel import LayersPanel
+from segtool.gui.models_panel import ModelsPanel
 from segtool.gui.predictions import PredictionLayer
+from segtool.gui.training import TrainingController
+from segtool.gui.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,18 @@ class MainWindow(QMainWindow):
         self.image_list = ImageListPanel()
         self.classes_panel = ClassesPanel()
         self.layers_panel = LayersPanel()
+        self.training_panel = TrainingPanel()
+        self.models_panel = ModelsPanel()
         self._add_dock("Images", self.image_list, Qt.LeftDockWidgetArea)
         self._add_dock("Classes", self.classes_panel, Qt.RightDockWidgetArea)
         self._add_dock("Layers", self.layers_panel, Qt.RightDockWidgetArea)
+        self._add_dock("Training", self.training_panel, Qt.RightDockWidgetArea)
+        self._add_dock("Models", self.models_panel, Qt.LeftDockWidgetArea)
         self.actions_by_name = build_actions(self)
         self._build_toolbar()
         self._build_status_bar()
         self.predictions = PredictionLayer(self)
+        self.training = TrainingController(self)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
@@ -133,6 +141,11 @@ class MainWindow(QMainWindow):
         act[ActionName.PREVIOUS_IMAGE].triggered.connect(partial(self.step_image, -1))
         act[ActionName.NEXT_UNLABELLED].triggered.connect(self.next_unlabelled)
         act[ActionName.MARK_REVIEWED].triggered.connect(self.mark_reviewed)
+        act[ActionName.TRAIN].triggered.connect(self.training.start)
+        act[ActionName.LABEL_NEXT].triggered.connect(self.label_next)
+        self.training.model_changed.connect(lambda _name: self.predictions.refresh_all())
+        self.predictions.updated.connect(self.image_list.refresh_uncertainty)
+        self.image_list.set_uncertainty_source(self.predictions.uncertainty)
         for digit in CLASS_KEYS:
             action = QAction(f"Class {digit}", self)
             action.setShortcut(QKeySequence(digit))
@@ -218,6 +231,15 @@ class MainWindow(QMainWindow):
                 return
         self.statusBar().showMessage("No unlabelled image left", 5000)
 
+    def label_next(self) -> None:
+        """Open the not-yet-reviewed image whose prediction the model is least sure of."""
+        stem = self.predictions.least_certain(exclude=self.current_stem)
+        if stem is None:
+            self.predictions.refresh_all()
+            self.statusBar().showMessage("Computing the model's uncertainty on every image…", 5000)
+            return
+        self.open_image(stem)
+
     def mark_reviewed(self) -> None:
         """Toggle the current image between reviewed and in progress (saving first)."""
         if self.current_stem is None:
@@ -295,6 +317,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.autosave_timer.stop()
+        self.training.shutdown()
         self.predictions.shutdown()
         self._save_settings()
         event.accept()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from segtool.core.project import ImageStatus
 from segtool.gui.workers import BACKGROUND, CURRENT, PredictionThread
 
 if TYPE_CHECKING:
@@ -15,12 +17,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+KEEP_PREDICTIONS = 8  # full-size results kept in memory; the rest keep only their uncertainty
+
 
 class PredictionLayer(QObject):
     """Predictions of the project's current model, computed on a worker thread.
 
     The thread (and TensorFlow) starts only when a prediction is first needed. Results are
-    kept per image for the model that made them; a new current model makes them all stale.
+    kept per image for the model that made them (the last few in full, all as a mean
+    uncertainty); a new current model makes them all stale.
     """
 
     updated = Signal(str)  # stem whose prediction arrived
@@ -29,8 +34,10 @@ class PredictionLayer(QObject):
         super().__init__(window)
         self.window = window
         self.thread: PredictionThread | None = None
-        self.results: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
+        self.results: OrderedDict[str, tuple[str, np.ndarray, np.ndarray]] = OrderedDict()
+        self.uncertainties: dict[str, tuple[str, float]] = {}
         self.device = ""
+        self.closed = False
 
     @property
     def model_name(self) -> str | None:
@@ -42,12 +49,14 @@ class PredictionLayer(QObject):
         if cached is not None and cached[0] == self.model_name:
             self.window.canvas.set_prediction(cached[1], cached[2])
             return
-        if self.model_name is None:
+        if self.model_name is None or self.closed:
             return
         self._ensure_thread().request(stem, self.model_name, CURRENT)
 
     def refresh_all(self) -> None:
         """The current model changed: recompute the open image first, the others after."""
+        if self.closed:
+            return
         self._ensure_thread().clear_background()
         if self.window.current_stem is not None:
             self.show_for(self.window.current_stem)
@@ -62,6 +71,24 @@ class PredictionLayer(QObject):
             return None
         return cached[1], cached[2]
 
+    def uncertainty(self, stem: str) -> float | None:
+        """Mean per-pixel uncertainty (1 - confidence) of ``stem`` under the current model."""
+        entry = self.uncertainties.get(stem)
+        if entry is None or entry[0] != self.model_name:
+            return None
+        return entry[1]
+
+    def least_certain(self, exclude: str | None = None) -> str | None:
+        """The not-reviewed image the current model is least sure of (None if none known)."""
+        project = self.window.project
+        candidates = [
+            (value, stem) for stem in project.image_names()
+            if stem != exclude and project.status(stem) not in
+            (ImageStatus.REVIEWED, ImageStatus.UNREADABLE)
+            and (value := self.uncertainty(stem)) is not None
+        ]
+        return max(candidates)[1] if candidates else None
+
     def _ensure_thread(self) -> PredictionThread:
         if self.thread is None:
             self.thread = PredictionThread(self.window.project.root)
@@ -74,6 +101,11 @@ class PredictionLayer(QObject):
     def _on_ready(self, stem: str, model_name: str, classes: np.ndarray,
                   confidence: np.ndarray) -> None:
         self.results[stem] = (model_name, classes, confidence)
+        self.results.move_to_end(stem)
+        while len(self.results) > KEEP_PREDICTIONS:
+            self.results.popitem(last=False)
+        uncertainty = 1.0 - float(np.mean(confidence, dtype=np.float64)) / 255.0
+        self.uncertainties[stem] = (model_name, uncertainty)
         if stem == self.window.current_stem and model_name == self.model_name:
             try:
                 self.window.canvas.set_prediction(classes, confidence)
@@ -89,7 +121,9 @@ class PredictionLayer(QObject):
         self.window.statusBar().showMessage(f"Model runs on {device}", 5000)
 
     def shutdown(self) -> None:
-        """Stop the worker and wait for it."""
+        """Stop the worker and wait for it; no new one starts after this."""
+        self.closed = True
         if self.thread is not None:
+            self.thread.blockSignals(True)
             self.thread.stop()
             self.thread = None

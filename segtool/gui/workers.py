@@ -10,7 +10,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,27 @@ log = logging.getLogger(__name__)
 
 CURRENT = 0  # priority of the image on screen
 BACKGROUND = 1  # priority of the other images' stale predictions
+PROGRESS_INTERVAL_S = 0.2  # at most five progress reports a second reach the GUI thread
+
+
+def gui_threads() -> int:
+    """TensorFlow threads when the GUI runs beside it: one core is left for the window."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
+def _lower_this_thread_priority() -> None:
+    """Make the calling worker thread (and threads it starts: TensorFlow's pools) yield to
+    the GUI thread. On Linux the nice value is per thread and inherited by new threads."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            log.debug("could not lower the worker thread's priority")
 
 
 _THREADS: weakref.WeakSet[BackgroundThread] = weakref.WeakSet()
+_ALIVE: set[BackgroundThread] = set()  # strong references: Qt aborts if a running QThread dies
 
 
 def running_threads() -> list[BackgroundThread]:
@@ -40,6 +60,15 @@ class BackgroundThread(QThread):
         super().__init__(parent)
         self._abort = threading.Event()
         _THREADS.add(self)
+        self.finished.connect(self._forget)
+
+    def start(self, priority: QThread.Priority = QThread.Priority.InheritPriority) -> None:
+        """Start the thread; it is kept alive until it has finished, whoever drops it."""
+        _ALIVE.add(self)
+        super().start(priority)
+
+    def _forget(self) -> None:
+        _ALIVE.discard(self)
 
     def aborted(self) -> bool:
         """True once ``stop()`` was asked; checked by the worker between steps."""
@@ -118,7 +147,8 @@ class PredictionThread(BackgroundThread):
         from segtool.ml.device import configure_devices
         from segtool.ml.session import predict_stem
 
-        self.device_ready.emit(configure_devices())
+        _lower_this_thread_priority()
+        self.device_ready.emit(configure_devices(gui_threads()))
         while (item := self._next_request()) is not None:
             try:
                 project = Project.open(self._project_root)
@@ -144,3 +174,65 @@ class PredictionThread(BackgroundThread):
             self._models = {name: load_model(path, num_classes=project.num_classes,  # type: ignore[attr-defined]
                                              channels=project_channels(project))}
         return self._models[name]
+
+
+class TrainingThread(BackgroundThread):
+    """Fine-tunes the project's model on a snapshot of its saved masks.
+
+    Signals: ``progress(TrainProgress)`` (throttled), ``finished_training(TrainOutcome)``,
+    ``failed(message)``, ``device_ready(description)``. ``stop()`` ends training early; the
+    best model so far is still saved. The new model is *not* made current here: the window
+    does that on its own Project, so two threads never write segtool.json.
+    """
+
+    progress = Signal(object)
+    finished_training = Signal(object)
+    failed = Signal(str)
+    device_ready = Signal(str)
+
+    def __init__(self, project_root: Path, max_seconds: float, from_scratch: bool = False,
+                 config_overrides: dict | None = None, parent: object | None = None) -> None:
+        super().__init__(parent)
+        self.project_root = Path(project_root)
+        self.max_seconds = max_seconds
+        self.from_scratch = from_scratch
+        self.config_overrides = dict(config_overrides or {})
+        self._last_report = 0.0
+
+    def _report(self, progress: object) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_INTERVAL_S:
+            self._last_report = now
+            self.progress.emit(progress)
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        _lower_this_thread_priority()
+        try:
+            from segtool.core.project import Project
+            from segtool.ml.device import configure_devices
+            from segtool.ml.session import train_project
+
+            self.device_ready.emit(configure_devices(gui_threads()))
+            outcome = train_project(
+                Project.open(self.project_root),
+                max_seconds=self.max_seconds,
+                from_scratch=self.from_scratch,
+                progress=self._report,
+                cancel=self.aborted,
+                config_overrides=self.config_overrides,
+                make_current=False,
+            )
+        except SegtoolError as error:
+            self.failed.emit(str(error))
+        except MemoryError:
+            self.failed.emit("training ran out of memory: label a smaller area or close other "
+                             "programs")
+        except Exception as error:  # reported in the window, never a silent dead thread
+            log.exception("training failed")
+            name = type(error).__name__
+            if "ResourceExhausted" in name:
+                self.failed.emit("training ran out of memory on the device")
+            else:
+                self.failed.emit(f"training failed: {name}: {error}")
+        else:
+            self.finished_training.emit(outcome)

@@ -145,16 +145,18 @@ def train_project(
     progress: Callable[[object], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     config_overrides: dict | None = None,
+    make_current: bool = True,
 ) -> TrainOutcome:
     """Train on every labelled mask of ``project`` and save the model under ``models/``.
 
     Continues from the current model when its channels match (rebuilding only the last layer
-    when classes were added). The new model becomes current only if it is at least as good as
-    the current one on this run's validation pixels.
+    when classes were added). The new model deserves to become current only if it is at least
+    as good as the current one on this run's validation pixels; with ``make_current`` it is
+    made current here (the GUI does that itself, on its own Project).
     """
     from segtool.ml.device import configure_devices
     from segtool.ml.modelfile import save_model
-    from segtool.ml.train import TrainConfig, adapt_classes, train_model
+    from segtool.ml.train import TrainConfig, train_model
 
     device = configure_devices()
     training_set = collect_training_set(project)
@@ -162,7 +164,7 @@ def train_project(
     previous = None
     if project.current_model and not from_scratch:
         previous = load_current_model(project, channels=training_set.channels)
-        initial_model = _initial_model(previous[0], project.num_classes, adapt_classes)
+        initial_model = _initial_model(previous[0], project.num_classes)
     config = TrainConfig(max_seconds=max_seconds, epochs=epochs, **(config_overrides or {}))
     result = train_model(
         training_set.images,
@@ -174,7 +176,9 @@ def train_project(
         cancel=cancel,
     )
     # Old and new models are compared on the same held-out pixels, the same way.
-    new_ious = validation_iou(result.model, training_set.images, result.val_masks, project.num_classes)
+    new_ious = validation_iou(
+        result.model, training_set.images, result.val_masks, project.num_classes
+    )
     new_iou = _mean(new_ious)
     previous_iou = None
     if previous is not None and int(previous[0].output_shape[-1]) == project.num_classes:
@@ -190,7 +194,8 @@ def train_project(
         "normalisation": dict(NORMALISATION),
         "architecture": {"depth": config.depth, "base_filters": config.base_filters},
         "metrics": {
-            "val_iou": dict(zip(class_names, _floats(new_ious if new_ious is not None else result.val_iou), strict=False)),
+            "val_iou": dict(zip(class_names, _floats(
+                new_ious if new_ious is not None else result.val_iou), strict=False)),
             "mean_val_iou": new_iou,
             "previous_model_val_iou": previous_iou,
         },
@@ -206,7 +211,7 @@ def train_project(
     path = new_model_path(project)
     save_model(result.model, path, sidecar)
     previous_name = project.current_model
-    if became_current:
+    if became_current and make_current:
         project.set_current_model(path.name)
     return TrainOutcome(
         path, sidecar, became_current, previous_name, previous_iou, bool(result.cancelled),
@@ -214,12 +219,11 @@ def train_project(
     )
 
 
-def _initial_model(model: object, num_classes: int, adapt_classes: Callable) -> object | None:
+def _initial_model(model: object, num_classes: int) -> object | None:
+    """The model to continue from (train_model widens a smaller head), or None."""
     outputs = int(model.output_shape[-1])  # type: ignore[attr-defined]
-    if outputs == num_classes:
+    if outputs <= num_classes:
         return model
-    if outputs < num_classes:
-        return adapt_classes(model, num_classes)
     log.info("current model has more classes (%d) than the project (%d): training from scratch",
              outputs, num_classes)
     return None
@@ -255,7 +259,9 @@ def _floats(values: Sequence[float]) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), 4) for v in values]
 
 
-def predict_stem(model: object, sidecar: dict, project: Project, stem: str) -> tuple[np.ndarray, np.ndarray]:
+def predict_stem(
+    model: object, sidecar: dict, project: Project, stem: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Class indices and confidence ((H, W) uint8 each) for one project image."""
     from segtool.ml.predict import predict_tiled
 

@@ -1,0 +1,66 @@
+"""The model list: each model's date, training data and validation IoU; switch back to one."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segtool.core.models import ModelRecord
+
+COLUMNS = ("", "created", "images", "labelled px", "val IoU")
+
+
+class ModelsPanel(QWidget):
+    """Lists ``models/``; "Use this model" emits ``use_requested(name)``."""
+
+    use_requested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.use_button = QPushButton("Use this model")
+        self.use_button.clicked.connect(self._use_selected)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.table)
+        layout.addWidget(self.use_button)
+
+    def set_models(self, records: list[ModelRecord], current: str | None) -> None:
+        """Show ``records`` newest first; the current one is marked with a star."""
+        self.table.setRowCount(0)
+        for record in reversed(records):
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            iou = record.mean_val_iou
+            cells = ("★" if record.name == current else "", record.created.replace("T", " "),
+                     str(len(record.trained_on)), str(record.sidecar.get("labelled_pixels", "")),
+                     "n/a" if iou is None else f"{iou:.3f}")
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.UserRole, record.name)
+                item.setToolTip(f"{record.name}\nper class: {record.val_iou}\n"
+                                f"trained on: {', '.join(record.trained_on)}")
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+
+    def names(self) -> list[str]:
+        """Model names in display order (newest first)."""
+        return [self.table.item(row, 0).data(Qt.UserRole) for row in range(self.table.rowCount())]
+
+    def _use_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.use_requested.emit(self.table.item(rows[0].row(), 0).data(Qt.UserRole))

@@ -1,0 +1,118 @@
+"""Training from the window: one background run at a time, results applied on the GUI thread."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+
+from segtool.core.errors import SegtoolError
+from segtool.core.models import list_models
+from segtool.gui import settings as keys
+from segtool.gui.workers import TrainingThread
+
+if TYPE_CHECKING:
+    from segtool.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class TrainingController(QObject):
+    """Starts a :class:`TrainingThread` on Ctrl+T, feeds the panel, adopts the new model.
+
+    A second Train while one runs is refused with a message. When a run ends, the new model
+    becomes current if it scored at least as well on validation, and predictions refresh.
+    """
+
+    model_changed = Signal(str)
+    run_finished = Signal(object)  # TrainOutcome, or None after a failure
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.thread: TrainingThread | None = None
+        self.config_overrides: dict = {}
+        panel = window.training_panel
+        panel.budget.setValue(keys.read_int(keys.TRAIN_SECONDS, panel.budget.value()))
+        panel.budget.valueChanged.connect(lambda v: keys.settings().setValue(keys.TRAIN_SECONDS, v))
+        panel.train_requested.connect(self.start)
+        panel.stop_requested.connect(self.stop)
+        window.models_panel.use_requested.connect(self.use_model)
+        self.refresh_models()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def start(self) -> bool:
+        """Save the current mask and start training; False (with a message) if refused."""
+        window = self.window
+        if self.running:
+            window.show_error("Training is already running: wait for it or press Stop")
+            return False
+        if not window.save_current(quiet=True):
+            return False
+        project = window.project
+        panel = window.training_panel
+        panel.start([c.name for c in project.classes], project.colours)
+        self.thread = TrainingThread(project.root, float(panel.budget.value()),
+                                     config_overrides=self.config_overrides)
+        self.thread.progress.connect(panel.update_progress)
+        self.thread.device_ready.connect(panel.set_device)
+        self.thread.finished_training.connect(self._on_finished)
+        self.thread.failed.connect(self._on_failed)
+        self.thread.start()
+        window.statusBar().showMessage("Training started in the background", 3000)
+        return True
+
+    def stop(self) -> None:
+        """End the run early; the best model so far is still saved."""
+        if self.thread is not None:
+            self.thread.stop(timeout_ms=0)
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Stop the run and wait for its thread (window closing); its results are ignored."""
+        if self.thread is not None:
+            self.thread.blockSignals(True)
+            self.thread.stop(timeout_ms)
+            self.thread = None
+
+    def use_model(self, name: str) -> None:
+        """Make ``models/<name>`` current (rolling back or forward) and refresh predictions."""
+        try:
+            self.window.project.set_current_model(name)
+        except (SegtoolError, ValueError) as error:
+            self.window.show_error(str(error))
+            return
+        self.refresh_models()
+        self.model_changed.emit(name)
+
+    def refresh_models(self) -> None:
+        project = self.window.project
+        self.window.models_panel.set_models(list_models(project.models_dir), project.current_model)
+
+    def _on_finished(self, outcome: object) -> None:
+        self.thread = None
+        metrics = outcome.sidecar["metrics"]
+        iou = metrics.get("mean_val_iou")
+        scored = "n/a" if iou is None else f"{iou:.3f}"
+        name = outcome.model_path.name
+        if outcome.became_current:
+            message = f"New model {name}: validation IoU {scored}"
+            self.use_model(name)
+        else:
+            message = (f"Kept {outcome.previous_model}: it scored {outcome.previous_val_iou:.3f} "
+                       f"against {scored} for the new model ({name}, kept in the model list)")
+            self.refresh_models()
+        if outcome.cancelled:
+            message += " (stopped early)"
+        self.window.training_panel.finish(message)
+        self.window.statusBar().showMessage(message, 10000)
+        self.run_finished.emit(outcome)
+
+    def _on_failed(self, message: str) -> None:
+        self.thread = None
+        self.window.training_panel.finish(message, failed=True)
+        self.window.show_error(message)
+        self.run_finished.emit(None)
