@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from segtool import __version__
@@ -30,32 +30,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segtool {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    # --debug after the command too (`segtool PROJECT --debug`); SUPPRESS keeps the top-level
+    # value when a sub-command does not repeat it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gui = commands.add_parser("gui", help="open the window (the default command)")
+    def add_command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=summary)
+
+    gui = add_command("gui", "open the window (the default command)")
     gui.add_argument("project", nargs="?", type=Path, help="project folder (default: the last one)")
 
-    demo = commands.add_parser("demo", help="create the demo project and open it")
+    demo = add_command("demo", "create the demo project and open it")
     demo.add_argument("--folder", type=Path, default=None,
                       help="where to create it (default: segtool/demo in the user's data folder)")
     demo.add_argument("--no-gui", action="store_true", help="create the project only")
 
-    new = commands.add_parser("new", help="create a project from a folder of images")
+    new = add_command("new", "create a project from a folder of images")
     new.add_argument("project", type=Path, help="project folder to create")
     new.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
     new.add_argument("--classes", default="background,foreground",
                      help="comma-separated class names, background first (default: %(default)s)")
 
-    train = commands.add_parser("train", help="train the U-Net on the labelled masks")
+    train = add_command("train", "train the U-Net on the labelled masks")
     train.add_argument("project", type=Path)
-    train.add_argument("--max-seconds", type=float, default=60.0,
+    train.add_argument("--max-seconds", type=_positive(float), default=60.0,
                        help="time budget in seconds (default: %(default)s)")
-    train.add_argument("--epochs", type=int, default=None,
+    train.add_argument("--epochs", type=_positive(int), default=None,
                        help="stop after this many epochs (passes over the labelled patches)")
     train.add_argument("--from-scratch", action="store_true",
                        help="start from random weights instead of the current model")
 
-    predict = commands.add_parser("predict", help="write class-index PNGs predicted by a model")
+    predict = add_command("predict", "write class-index PNGs predicted by a model")
     predict.add_argument("project", type=Path)
     predict.add_argument("images", nargs="*", help="image names or stems (default: all)")
     predict.add_argument("--model", type=Path, default=None,
@@ -63,15 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, default=None,
                          help="output folder (default: PROJECT/predictions)")
 
-    export = commands.add_parser("export", help="export the masks")
+    export = add_command("export", "export the masks")
     export.add_argument("project", type=Path)
     export.add_argument("--out", type=Path, required=True, help="output folder")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="index",
                         help="index: class-index PNGs; color: RGB PNGs; coco: annotations.json")
 
-    info = commands.add_parser("info", help="images, labelled pixels per class, models")
+    info = add_command("info", "images, labelled pixels per class, models")
     info.add_argument("project", type=Path)
     return parser
+
+
+def _positive(kind: type) -> Callable[[str], float | int]:
+    """An argparse ``type`` accepting only numbers of ``kind`` above zero."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if first is not None and not first.startswith("-") and first not in COMMANDS:
         args_list.insert(args_list.index(first), "gui")  # `segtool PROJECT` opens the window
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args, extra = parser.parse_known_args(args_list)
+    if extra and args.command == "predict" and not any(a.startswith("-") for a in extra):
+        args.images += extra  # image names after the options: `predict P --out D a.png`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -170,7 +197,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_iou"].items() if v is not None)
     print(f"saved {outcome.model_path} ({outcome.sidecar['steps']} steps, "
           f"{outcome.sidecar['seconds']:.1f} s on {outcome.sidecar['device']}); "
-          f"validation IoU: {summary}")
+          f"validation IoU: {summary or 'n/a (no held-out pixels)'}")
     if outcome.became_current:
         print(f"{outcome.model_path.name} is now the current model")
     else:

@@ -69,9 +69,10 @@ def test_defaults_first_image_fitted_brush_first_foreground_class(open_window):
     # Fitted: the whole image is visible and fills the viewport along one side.
     assert viewport.contains(origin) and 0 <= corner.x() <= viewport.width() + 1
     assert corner.y() <= viewport.height() + 1
-    filled = max((corner.x() - origin.x()) / viewport.width(),
-                 (corner.y() - origin.y()) / viewport.height())
-    assert filled > 0.95
+    # fitInView keeps a few pixels of margin; otherwise the image spans the viewport.
+    spans = (corner.x() - origin.x() >= viewport.width() - 8
+             or corner.y() - origin.y() >= viewport.height() - 8)
+    assert spans
 
 
 def test_brush_stroke_then_ctrl_s_writes_exactly_the_stroke(open_window, qtbot):
@@ -254,7 +255,7 @@ def test_zoom_shortcuts_and_status_bar(open_window, qtbot):
     key(qtbot, window, Qt.Key_0, Qt.ControlModifier)
     viewport = window.canvas.viewport().rect()
     fit = min(viewport.width() / SIZE, viewport.height() / SIZE)
-    assert window.canvas.zoom() == pytest.approx(fit, rel=0.05)
+    assert window.canvas.zoom() == pytest.approx(fit, abs=8 / SIZE)
     window.canvas.cursor_moved.emit(3, 4)
     text = window.position_label.text()
     assert "x 3" in text and "y 4" in text and "unlabelled" in text

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
-
 from qt_events import drag
+
 from segtool.core.masks import UNLABELLED
 from segtool.core.models import list_models
 from segtool.core.synthetic import nuclei_image
