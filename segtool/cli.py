@@ -207,7 +207,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from segtool.core.masks import write_mask
+    from segtool.core.masks import write_index_png
     from segtool.core.project import Project
     from segtool.ml.modelfile import load_model
     from segtool.ml.session import load_current_model, predict_stem, project_channels
@@ -225,7 +225,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     stems = _select_images(project, args.images)
     out = args.out or project.root / "predictions"
     out.mkdir(parents=True, exist_ok=True)
-    colours = [c.colour for c in project.classes]
     failures = 0
     for stem in stems:
         try:
@@ -234,7 +233,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"segtool: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        write_mask(out / f"{stem}.png", classes, colours)
+        write_index_png(out / f"{stem}.png", classes)
         print(f"wrote {out / f'{stem}.png'}")
     return 1 if failures else 0
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from segtool.core.atomic import atomic_write_bytes, atomic_write_text
 from segtool.core.errors import SegtoolError
+from segtool.core.masks import encode_png, write_index_png
 from segtool.core.project import Project
 
 COCO_FILE = "annotations.json"
@@ -63,7 +63,7 @@ def export_index(project: Project, out_dir: str | os.PathLike[str]) -> ExportRep
     """Write every saved mask as ``out_dir/<stem>.png``, 8-bit class indices, 255 kept."""
 
     def write(stem: str, mask: np.ndarray, folder: Path) -> None:
-        atomic_write_bytes(folder / f"{stem}.png", _encode_png(mask))
+        write_index_png(folder / f"{stem}.png", mask)
 
     return _export_pngs(project, Path(out_dir), ExportFormat.INDEX, write)
 
@@ -75,7 +75,7 @@ def export_color(project: Project, out_dir: str | os.PathLike[str]) -> ExportRep
     bgr_lut = np.ascontiguousarray(lut[:, ::-1])
 
     def write(stem: str, mask: np.ndarray, folder: Path) -> None:
-        atomic_write_bytes(folder / f"{stem}.png", _encode_png(bgr_lut[mask]))
+        atomic_write_bytes(folder / f"{stem}.png", encode_png(bgr_lut[mask]))
 
     return _export_pngs(project, Path(out_dir), ExportFormat.COLOR, write)
 
@@ -179,10 +179,3 @@ def _make_folder(out_dir: Path) -> Path:
     except OSError as error:
         raise SegtoolError(f"cannot create the export folder ({error})", out_dir) from None
     return out_dir
-
-
-def _encode_png(array: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
-    return buffer.tobytes()

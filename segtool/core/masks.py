@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -83,6 +84,24 @@ def write_mask(
     An interrupted write leaves the previous file as it was.
     """
     atomic_write_bytes(path, encode_mask(mask, colours))
+
+
+def write_index_png(path: str | os.PathLike[str], mask: np.ndarray) -> None:
+    """Write ``(H, W)`` uint8 class indices atomically as a plain grayscale PNG.
+
+    For files other programs read as numbers (exports, predictions): OpenCV and most
+    readers turn a palette PNG into colours, a grayscale one stays class indices.
+    """
+    _check_mask_array(mask)
+    atomic_write_bytes(path, encode_png(mask))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W) or (H, W, 3) BGR uint8 array (OpenCV's encoder)."""
+    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
+    return buffer.tobytes()
 
 
 def check_mask(

@@ -154,16 +154,22 @@ def train_project(
     as good as the current one on this run's validation pixels; with ``make_current`` it is
     made current here (the GUI does that itself, on its own Project).
     """
+    training_set = collect_training_set(project)  # refuse bad input before TF starts
     from segtool.ml.device import configure_devices
     from segtool.ml.modelfile import save_model
     from segtool.ml.train import TrainConfig, train_model
 
     device = configure_devices()
-    training_set = collect_training_set(project)
     initial_model = None
     previous = None
-    if project.current_model and not from_scratch:
-        previous = load_current_model(project, channels=training_set.channels)
+    if project.current_model:
+        try:
+            previous = load_current_model(project, channels=training_set.channels)
+        except SegtoolError:
+            if not from_scratch:
+                raise
+            log.warning("current model unusable; training from scratch without comparing")
+    if previous is not None and not from_scratch:
         initial_model = _initial_model(previous[0], project.num_classes)
     config = TrainConfig(max_seconds=max_seconds, epochs=epochs, **(config_overrides or {}))
     result = train_model(

@@ -1,0 +1,88 @@
+"""Project-level training: model files, sidecars, current-model rule, fine-tuning, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segtool.core.errors import SegtoolError
+from segtool.core.masks import UNLABELLED
+from segtool.core.models import list_models, read_sidecar
+from segtool.core.project import Project
+from segtool.core.synthetic import nuclei_image
+from segtool.ml.session import collect_training_set, train_project
+
+SIZE = 64
+TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
+
+
+def _label_half(project, stem="img-1", seed=1):
+    _, truth = nuclei_image(size=SIZE, seed=seed)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
+    project.save_mask(stem, mask)
+
+
+def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    assert outcome.became_current and outcome.model_path.parent == project.models_dir
+    assert Project.open(project.root).current_model == outcome.model_path.name
+    sidecar = read_sidecar(outcome.model_path)
+    assert sidecar["channels"] == 1
+    assert [c["name"] for c in sidecar["classes"]] == ["background", "foreground"]
+    assert sidecar["normalisation"]["method"] == "percentile"
+    assert sidecar["trained_on"] == ["img-1"]
+    assert set(sidecar["metrics"]["val_iou"]) == {"background", "foreground"}
+    assert sidecar["labelled_pixels"] == SIZE * SIZE // 2
+
+
+def test_worse_model_is_kept_but_not_made_current(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    good = train_project(project, max_seconds=15, config_overrides=TINY)
+    assert good.became_current
+    worse = train_project(project, epochs=1, max_seconds=None, from_scratch=True,
+                          config_overrides={**TINY, "steps_per_epoch": 1})
+    assert worse.previous_val_iou is not None
+    assert worse.sidecar["metrics"]["mean_val_iou"] < worse.previous_val_iou
+    assert not worse.became_current
+    assert Project.open(project.root).current_model == good.model_path.name
+    assert {r.name for r in list_models(project.models_dir)} == {good.model_path.name,
+                                                                 worse.model_path.name}
+
+
+def test_fine_tunes_the_current_model_and_widens_it_for_a_new_class(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    first = train_project(project, max_seconds=5, config_overrides=TINY)
+    second = train_project(project, max_seconds=5, config_overrides=TINY)
+    assert second.sidecar["parent"] == first.model_path.name
+    project.add_class("debris")
+    mask = project.load_mask("img-1")
+    mask[:4, -4:] = 2
+    project.save_mask("img-1", mask)
+    third = train_project(project, max_seconds=5, config_overrides=TINY)
+    assert third.sidecar["parent"] == project.current_model or third.sidecar["parent"]
+    from segtool.ml.modelfile import load_model
+
+    model, _ = load_model(third.model_path, num_classes=3, channels=1)
+    assert model.output_shape[-1] == 3
+
+
+def test_refuses_nothing_labelled_and_names_every_bad_mask(make_project):
+    project = make_project(n_images=3, size=SIZE, class_names=["background", "cell"])
+    with pytest.raises(SegtoolError, match="nothing is labelled"):
+        collect_training_set(project)
+    import cv2
+
+    cv2.imwrite(str(project.mask_path("img-1")), np.zeros((10, 10), np.uint8))
+    bad_class = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    bad_class[0, 0] = 7
+    cv2.imwrite(str(project.mask_path("img-2")), bad_class)
+    before = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()}
+    with pytest.raises(SegtoolError) as error:
+        train_project(project, max_seconds=5, config_overrides=TINY)
+    assert "img-1.png" in str(error.value) and "img-2.png" in str(error.value)
+    assert {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()} == before
