@@ -14,6 +14,8 @@ from segtool.ml.backend import tf
 
 log = logging.getLogger(__name__)
 
+_threads_fixed = False  # the first call's thread counts hold for the whole process
+
 
 def available_cores() -> int:
     """CPU cores this process may use (its affinity mask where the platform has one)."""
@@ -52,11 +54,14 @@ def configure_devices(threads: int | None = None) -> str:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # TensorFlow already initialised this GPU: keep its setting.
             log.debug("memory growth on %s already fixed", gpu.name)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(wanted)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, wanted))
-    except RuntimeError:
-        log.debug("TensorFlow already started: thread counts stay as they are")
+    global _threads_fixed
+    if not _threads_fixed:
+        _threads_fixed = True
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(wanted)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, wanted))
+        except RuntimeError:
+            log.debug("TensorFlow already started: thread counts stay as they are")
     if gpus:
         return "GPU: " + ", ".join(_gpu_name(gpu) for gpu in gpus)
     count = _intra_op_threads()
