@@ -81,16 +81,20 @@ class StartWindow(QMainWindow):
         self.open_project(create_demo_project(default_demo_folder()).root)
 
 
-def run_gui(project: Path | None = None) -> int:
-    """Open the window on ``project`` (or the last one, or the start page) and run Qt."""
-    app = application()
+def first_window(project: Path | None = None) -> QMainWindow:
+    """The window to open: on ``project``, else on the last project, else the start page."""
     if project is None:
         last = keys.settings().value(keys.LAST_PROJECT)
         if last and (Path(str(last)) / "segtool.json").exists():
             project = Path(str(last))
     if project is not None:
-        window: QMainWindow = MainWindow(Project.open(project))
-    else:
-        window = StartWindow()
+        return MainWindow(Project.open(project))
+    return StartWindow()
+
+
+def run_gui(project: Path | None = None) -> int:
+    """Open the window on ``project`` (or the last one, or the start page) and run Qt."""
+    app = application()
+    window = first_window(project)
     window.show()
     return app.exec()
