@@ -338,3 +338,45 @@ def test_delete_class_asks_with_the_pixel_count(make_project, open_window):
     assert count > 0
     assert [c.name for c in window.project.classes] == ["background", "cell"]
     assert window.classes_panel.list.count() == 2
+
+
+def test_model_list_switches_back_to_an_earlier_model(make_project, open_window, qtbot):
+    project = make_project(n_images=2, size=SIZE)
+    _tiny_model(project)
+    first = project.current_model
+    from segtool.ml.modelfile import save_model
+    from segtool.ml.unet import build_unet
+
+    save_model(build_unet(1, 2, depth=2, base_filters=4), project.models_dir / "later.keras",
+               {"channels": 1, "created": "2099-01-01T00:00:00"})
+    project.set_current_model("later.keras")
+    window = open_window(project)
+    assert window.models_panel.names() == ["later.keras", first]  # newest first
+    qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
+    window.models_panel.table.selectRow(1)
+    window.models_panel.use_button.click()
+    assert window.project.current_model == first
+    assert window.predictions.fresh("img-1") is None  # stale: made by the other model
+    qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
+    assert window.predictions.results["img-1"][0] == first
+    window.close()
+
+
+def test_label_next_opens_the_least_certain_unreviewed_image(make_project, open_window, qtbot):
+    project = make_project(n_images=4, size=SIZE)
+    _tiny_model(project)
+    window = open_window(project)
+    window.project.set_status("img-2", "reviewed")
+    key(qtbot, window, Qt.Key_L, Qt.ControlModifier)  # nothing known yet: computes them all
+    stems = project.image_names()
+    qtbot.waitUntil(lambda: all(window.predictions.uncertainty(s) is not None for s in stems),
+                    timeout=120_000)
+    candidates = {s: window.predictions.uncertainty(s) for s in ("img-3", "img-4")}
+    key(qtbot, window, Qt.Key_L, Qt.ControlModifier)
+    assert window.current_stem == max(candidates, key=candidates.get)
+    panel = window.image_list
+    panel.sort_box.setCurrentIndex(panel.sort_box.findData("uncertainty"))
+    order = panel.ordered_stems()
+    values = [window.predictions.uncertainty(s) for s in order]
+    assert values == sorted(values, reverse=True)
+    window.close()
