@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
     new.add_argument("--classes", default="background,foreground",
                      help="comma-separated class names, background first (default: %(default)s)")
+    new.add_argument("--max-pixels", type=int, default=None,
+                     help="refuse images with more pixels than this, read from the header "
+                          "before decoding (default: 2**28)")
 
     train = add_command("train", "train the U-Net on the labelled masks")
     train.add_argument("project", type=Path)
@@ -159,7 +162,8 @@ def _cmd_new(args: argparse.Namespace) -> int:
         raise SegtoolError("not a folder of images", args.images)
     names = [name.strip() for name in args.classes.split(",") if name.strip()]
     candidates = sorted(p for p in args.images.iterdir() if p.is_file())
-    project = Project.create(args.project, names)
+    limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    project = Project.create(args.project, names, **limit)
     images = [p for p in candidates if p.suffix.lower() in SUPPORTED_SUFFIXES]
     report = project.import_images(images)
     for path in candidates:

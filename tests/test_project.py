@@ -272,3 +272,25 @@ def test_unknown_stem_is_a_programming_error(tmp_path):
     project = Project.create(tmp_path / "p")
     with pytest.raises(ValueError, match="no image named 'nope'"):
         project.status("nope")
+
+
+def test_pixel_limit_is_a_project_setting_kept_in_segtool_json(tmp_path):
+    import cv2
+    import numpy as np
+
+    from segtool.core.errors import SegtoolError
+
+    source = tmp_path / "big.png"
+    cv2.imwrite(str(source), np.zeros((40, 50), np.uint8))
+    project = Project.create(tmp_path / "p", max_pixels=1000)
+    report = project.import_images([source])
+    assert report.imported == [] and "2,000 pixels" in report.skipped[0][1]
+    reopened = Project.open(project.root)
+    assert reopened.max_pixels == 1000
+    reopened.max_pixels = 4000
+    reopened.save()
+    assert Project.open(project.root).import_images([source]).imported == ["big"]
+    with pytest.raises(SegtoolError, match="max_pixels"):
+        text = project.project_file.read_text().replace('"max_pixels": 4000', '"max_pixels": -1')
+        project.project_file.write_text(text)
+        Project.open(project.root)

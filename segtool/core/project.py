@@ -29,7 +29,7 @@ import numpy as np
 
 from segtool.core.atomic import atomic_write_text, atomic_writer
 from segtool.core.errors import SegtoolError
-from segtool.core.images import SUPPORTED_SUFFIXES, image_info, read_image
+from segtool.core.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, image_info, read_image
 from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,12 @@ class Project:
         classes: list[ClassInfo],
         images: dict[str, dict[str, str]],
         current_model: str | None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.root = root
         self.classes = classes
         self.current_model = current_model
+        self.max_pixels = max_pixels  # images above this many pixels are refused unread
         self._images = images
         # casefolded stem -> stem: masks/<stem>.png must be unique on case-insensitive disks
         self._folded = {stem.casefold(): stem for stem in images}
@@ -119,7 +121,10 @@ class Project:
 
     @classmethod
     def create(
-        cls, root: str | os.PathLike[str], class_names: Sequence[str] | None = None
+        cls,
+        root: str | os.PathLike[str],
+        class_names: Sequence[str] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Project:
         """Make a new project in ``root`` (created if missing) and write segtool.json.
 
@@ -141,7 +146,10 @@ class Project:
         if folder.exists() and not folder.is_dir():
             raise SegtoolError("exists and is not a folder", folder)
         classes = [ClassInfo(name.strip(), default_colour(i)) for i, name in enumerate(names)]
-        project = cls(folder, classes, {}, None)
+        if not isinstance(max_pixels, int) or max_pixels < 1:
+            raise SegtoolError(f"the pixel limit must be a positive integer, got {max_pixels}",
+                               folder)
+        project = cls(folder, classes, {}, None, max_pixels)
         for sub in (folder, project.images_dir, project.masks_dir, project.models_dir):
             sub.mkdir(parents=True, exist_ok=True)
         project.save()
@@ -163,8 +171,8 @@ class Project:
             raise SegtoolError(f"not a segtool project (no {PROJECT_FILE})", folder) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise SegtoolError(f"cannot read project file ({error})", file) from None
-        classes, images, current_model = _parse_project(data, file)
-        project = cls(folder, classes, images, current_model)
+        classes, images, current_model, max_pixels = _parse_project(data, file)
+        project = cls(folder, classes, images, current_model, max_pixels)
         for sub in (project.images_dir, project.masks_dir, project.models_dir):
             try:
                 sub.mkdir(exist_ok=True)
@@ -298,7 +306,7 @@ class Project:
         if reason:
             return reason
         try:
-            read_image(file)
+            read_image(file, self.max_pixels)
         except SegtoolError as error:
             return error.problem
         target = self.images_dir / file.name
@@ -334,7 +342,7 @@ class Project:
         clears that mark.
         """
         try:
-            image = read_image(self.image_path(stem))
+            image = read_image(self.image_path(stem), self.max_pixels)
         except SegtoolError:
             self.set_status(stem, ImageStatus.UNREADABLE)
             raise
@@ -345,7 +353,7 @@ class Project:
 
     def image_shape(self, stem: str) -> tuple[int, int]:
         """``(H, W)`` of image ``stem`` from its header (nothing decoded)."""
-        info = image_info(self.image_path(stem))
+        info = image_info(self.image_path(stem), self.max_pixels)
         return (info.height, info.width)
 
     # --- masks ---------------------------------------------------------------------------
@@ -385,12 +393,15 @@ class Project:
     def to_json(self) -> dict[str, Any]:
         """The content of segtool.json as a dict."""
         with self._lock:
-            return {
+            data: dict[str, Any] = {
                 "version": FORMAT_VERSION,
                 "classes": [{"name": c.name, "colour": list(c.colour)} for c in self.classes],
                 "current_model": self.current_model,
                 "images": {stem: dict(self._images[stem]) for stem in self.image_names()},
             }
+            if self.max_pixels != DEFAULT_MAX_PIXELS:  # optional key: absent means 2**28
+                data["max_pixels"] = self.max_pixels
+            return data
 
     def save(self) -> None:
         """Write segtool.json atomically."""
@@ -423,7 +434,7 @@ class Project:
 
 def _parse_project(
     data: Any, file: Path
-) -> tuple[list[ClassInfo], dict[str, dict[str, str]], str | None]:
+) -> tuple[list[ClassInfo], dict[str, dict[str, str]], str | None, int]:
     """Validate the content of segtool.json; SegtoolError naming ``file`` on any problem."""
     if not isinstance(data, dict):
         raise SegtoolError("malformed project file: not a JSON object", file)
@@ -468,7 +479,10 @@ def _parse_project(
         if status not in statuses:
             raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
         images[stem] = {"file": entry["file"], "status": status}
-    return classes, images, current_model
+    max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise SegtoolError("malformed project file: 'max_pixels' must be a positive integer", file)
+    return classes, images, current_model, max_pixels
 
 
 def _parse_colour(value: Any) -> Colour:

@@ -60,7 +60,8 @@ def project_channels(project: Project) -> int:
         if project.status(stem) == ImageStatus.UNREADABLE:
             continue
         try:
-            channels = max(channels, image_info(project.image_path(stem)).channels)
+            info = image_info(project.image_path(stem), project.max_pixels)
+            channels = max(channels, info.channels)
         except SegtoolError:
             continue
     return channels
@@ -98,7 +99,7 @@ def collect_training_set(project: Project, channels: int | None = None) -> Train
             mask = read_mask(mask_path)
             if not np.any(mask != UNLABELLED):
                 continue
-            info = image_info(project.image_path(stem))
+            info = image_info(project.image_path(stem), project.max_pixels)
             check_mask(mask, (info.height, info.width), project.num_classes, mask_path)
         except SegtoolError as error:
             problems.append(str(error))
