@@ -24,8 +24,8 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+from benchlib import percentile, send_mouse
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from segtool.core.labels import LabelDocument  # noqa: E402
@@ -69,13 +69,6 @@ def test_image(size: int) -> np.ndarray:
     return image
 
 
-def send(view: Canvas, kind: QEvent.Type, position: QPointF, button: Qt.MouseButton,
-         buttons: Qt.MouseButton) -> None:
-    event = QMouseEvent(kind, position, view.viewport().mapToGlobal(position), button, buttons,
-                        Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(view.viewport(), event)
-
-
 def stroke(view: Canvas, moves: int, counter: PaintCounter, phase: float) -> dict[str, object]:
     """One press, ``moves`` moves along a wavy circle about the viewport centre, release."""
     centre = QPointF(view.viewport().rect().center())
@@ -86,29 +79,24 @@ def stroke(view: Canvas, moves: int, counter: PaintCounter, phase: float) -> dic
         path.append(centre + QPointF(radius * math.cos(angle), 0.8 * radius * math.sin(angle)))
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     start = time.perf_counter()
-    send(view, QEvent.Type.MouseButtonPress, path[0], left, left)
+    send_mouse(view.viewport(), QEvent.Type.MouseButtonPress, path[0], left, left)
     QApplication.processEvents()
     press = time.perf_counter() - start
     counter.count = 0
     times, cpu_times = [], []
     for position in path[1:]:
         start, cpu_start = time.perf_counter(), time.thread_time()
-        send(view, QEvent.Type.MouseMove, position, none, left)
+        send_mouse(view.viewport(), QEvent.Type.MouseMove, position, none, left)
         QApplication.processEvents()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.thread_time() - cpu_start)
     paints = counter.count
     start = time.perf_counter()
-    send(view, QEvent.Type.MouseButtonRelease, path[-1], left, none)
+    send_mouse(view.viewport(), QEvent.Type.MouseButtonRelease, path[-1], left, none)
     QApplication.processEvents()
     release = time.perf_counter() - start
     return {"times": times, "cpu_times": cpu_times, "press": press, "release": release,
             "paints": paints}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> int:

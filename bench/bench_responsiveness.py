@@ -50,8 +50,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from PySide6.QtCore import QEvent, QEventLoop, QObject, QPointF, QSettings, Qt, QTimer  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
+from benchlib import isolate_settings, loadavg, percentile, run_loop, send_mouse, wait_for  # noqa: E402
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -105,13 +105,6 @@ class Phase:
     threads: dict[str, float] = field(default_factory=dict)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def thread_cpu() -> dict[int, tuple[int, float]]:
     """``{tid: (nice, cpu seconds)}`` for every thread of this process (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -147,20 +140,6 @@ def cpu_by_group(before: dict[int, tuple[int, float]],
     return groups
 
 
-def run_loop(seconds: float) -> None:
-    """Let the event loop run for ``seconds`` (timers fire, signals arrive)."""
-    loop = QEventLoop()
-    QTimer.singleShot(max(0, round(seconds * 1000)), loop.quit)
-    loop.exec()
-
-
-def send(viewport: QObject, kind: QEvent.Type, position: QPointF, button: Qt.MouseButton,
-         buttons: Qt.MouseButton) -> None:
-    event = QMouseEvent(kind, position, viewport.mapToGlobal(position), button, buttons,
-                        Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(viewport, event)
-
-
 def stroke(window: object, index: int, moves: int) -> tuple[list[float], float]:
     """One brush stroke of ``moves`` moves on the open image.
 
@@ -184,17 +163,17 @@ def stroke(window: object, index: int, moves: int) -> tuple[list[float], float]:
         points.append(QPointF(canvas.image_to_viewport(centre_x + wobble * math.cos(angle),
                                                        centre_y + wobble * math.sin(angle))))
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
-    send(viewport, QEvent.Type.MouseButtonPress, points[0], left, left)
+    send_mouse(viewport, QEvent.Type.MouseButtonPress, points[0], left, left)
     QApplication.processEvents()
     times = []
     for position in points[1:]:
         run_loop(MOVE_GAP_MS / 1000)
         start = time.perf_counter()
-        send(viewport, QEvent.Type.MouseMove, position, none, left)
+        send_mouse(viewport, QEvent.Type.MouseMove, position, none, left)
         QApplication.processEvents()
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    send(viewport, QEvent.Type.MouseButtonRelease, points[-1], left, none)
+    send_mouse(viewport, QEvent.Type.MouseButtonRelease, points[-1], left, none)
     QApplication.processEvents()
     return times, time.perf_counter() - start
 
@@ -251,16 +230,6 @@ def measure(phase: Phase, window: object, seconds: float, moves: int, saves: int
     return phase
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> float:
-    """Run the event loop until ``condition()``; seconds waited (TimeoutError after timeout)."""
-    start = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - start > timeout_s:
-            raise TimeoutError(f"still waiting after {timeout_s:.0f} s")
-        run_loop(0.01)
-    return time.perf_counter() - start
-
-
 def tensorflow_threads() -> str:
     """Thread settings TensorFlow reports, read without importing it on this thread."""
     tf = sys.modules.get("tensorflow")
@@ -274,11 +243,7 @@ def tensorflow_threads() -> str:
 
 def open_window(root: Path) -> object:
     """Temporary QSettings and data folder, the demo project, the shown MainWindow."""
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                      str(root / "settings"))
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
-                      str(root / "settings"))
-    os.environ["XDG_DATA_HOME"] = str(root / "data")
+    isolate_settings(root)
     from segtool.core.demo import create_demo_project
     from segtool.gui.app import application
     from segtool.gui.main_window import MainWindow
@@ -321,8 +286,7 @@ def main(argv: list[str]) -> int:
                         help="folder for the temporary project (default: the system's)")
     args = parser.parse_args(argv)
 
-    load_before = Path("/proc/loadavg").read_text().strip() if Path("/proc/loadavg").exists() \
-        else f"{os.getloadavg()}"
+    load_before = loadavg()
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
         window = open_window(Path(scratch))
         probe = LatenessProbe()
@@ -372,8 +336,7 @@ def main(argv: list[str]) -> int:
         started_close = time.perf_counter()
         window.close()
         close_s = time.perf_counter() - started_close
-    load_after = Path("/proc/loadavg").read_text().strip() if Path("/proc/loadavg").exists() \
-        else f"{os.getloadavg()}"
+    load_after = loadavg()
 
     first_window = probe.between(started, started + STARTUP_WINDOW_S)
     header = f"{'timer lateness (ms)':<22} {'ticks':>6} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"

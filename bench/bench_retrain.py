@@ -30,7 +30,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
+from benchlib import isolate_settings, loadavg, run_loop, wait_for
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from segtool.core.demo import DEMO_SIZE, create_demo_project  # noqa: E402
@@ -69,22 +69,6 @@ class Run:
     otsu: float = float("nan")
     others_iou: float = float("nan")
     others_otsu: float = float("nan")
-
-
-def run_loop(seconds: float) -> None:
-    loop = QEventLoop()
-    QTimer.singleShot(max(0, round(seconds * 1000)), loop.quit)
-    loop.exec()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> float:
-    """Run the event loop until ``condition()``; seconds waited (TimeoutError after timeout)."""
-    start = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - start > timeout_s:
-            raise TimeoutError(f"still waiting after {timeout_s:.0f} s")
-        run_loop(0.01)
-    return time.perf_counter() - start
 
 
 def truth_of(stem: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +119,9 @@ def train_once(window: object, run: Run, labelled: set[str], others: list[str]) 
     QTest.keyClick(window.canvas.viewport(), Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
     if not window.training.running:
         raise SystemExit(f"Ctrl+T did not start training: {window.statusBar().currentMessage()}")
-    wait_for(lambda: window.training_panel.curve_points() > 0 or bool(outcomes))
+    wait_for(lambda: window.training_panel.curve_points() > 0 or bool(outcomes), WAIT_S)
     run.first_progress = time.perf_counter() - started
-    wait_for(lambda: bool(outcomes))
+    wait_for(lambda: bool(outcomes), WAIT_S)
     run.finished = time.perf_counter() - started
     window.training.run_finished.disconnect(outcomes.append)
     outcome = outcomes[0]
@@ -148,11 +132,11 @@ def train_once(window: object, run: Run, labelled: set[str], others: list[str]) 
     run.val_iou = metrics.get("mean_val_iou")
     run.previous_val_iou = metrics.get("previous_model_val_iou")
     run.became_current = outcome.became_current
-    wait_for(lambda: window.predictions.fresh(stem) is not None)
+    wait_for(lambda: window.predictions.fresh(stem) is not None, WAIT_S)
     if outcome.became_current:
         run.on_screen = time.perf_counter() - started
     run.iou, run.otsu = score(window, [stem], labelled)
-    wait_for(lambda: all(window.predictions.fresh(s) is not None for s in others))
+    wait_for(lambda: all(window.predictions.fresh(s) is not None for s in others), WAIT_S)
     run.others_iou, run.others_otsu = score(window, others, labelled)
     return run
 
@@ -177,11 +161,6 @@ def bench_budget(root: Path, budget: int) -> list[Run]:
     return runs
 
 
-def loadavg() -> str:
-    path = Path("/proc/loadavg")
-    return path.read_text().strip() if path.exists() else str(os.getloadavg())
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[DEFAULT_BUDGET_S, 30],
@@ -193,9 +172,7 @@ def main(argv: list[str]) -> int:
     rows: list[Run] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
         root = Path(scratch)
-        for scope in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-            QSettings.setPath(scope, QSettings.Scope.UserScope, str(root / "settings"))
-        os.environ["XDG_DATA_HOME"] = str(root / "data")
+        isolate_settings(root)
         from segtool.gui.app import application
 
         application()
