@@ -380,3 +380,15 @@ def test_label_next_opens_the_least_certain_unreviewed_image(make_project, open_
     values = [window.predictions.uncertainty(s) for s in order]
     assert values == sorted(values, reverse=True)
     window.close()
+
+
+def test_window_level_changes_the_display_and_auto_restores_it(open_window):
+    window = open_window()
+    auto = np.array(window.canvas.display_array)
+    low, high = window.opened.display_range
+    window.layers_panel.high.setValue(low + (high - low) / 4)  # narrower window: brighter
+    brighter = np.array(window.canvas.display_array)
+    assert brighter.mean() > auto.mean() + 10
+    window.layers_panel.auto_range_requested.emit()
+    assert np.array_equal(window.canvas.display_array, auto)
+    assert window.layers_panel.high.value() == pytest.approx(high, abs=0.1)

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTo
 
 from segtool.core import classes as class_edits
 from segtool.core.errors import SegtoolError
-from segtool.core.normalize import to_display
+from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
 from segtool.core.workspace import OpenedImage, Workspace
 from segtool.gui import settings as keys
@@ -331,8 +331,6 @@ class MainWindow(QMainWindow):
 
     def _auto_range(self) -> None:
         if self.opened is not None:
-            from segtool.core.normalize import percentiles
-
             low, high = percentiles(self.opened.image)
             self.layers_panel.set_display_range(low, high)
             self._set_display_range(low, high)
