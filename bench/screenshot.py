@@ -101,6 +101,9 @@ def main() -> int:
     default_out = Path(__file__).resolve().parent.parent / "resources" / "screenshot.png"
     parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--wait", type=float, default=1.0, help="seconds to let it settle")
+    parser.add_argument("--train", type=int, default=20,
+                        help="train this many seconds first (Ctrl+T) so the shot shows the "
+                             "model's prediction and the training plots; 0: no training")
     args = parser.parse_args()
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +146,15 @@ def main() -> int:
         settle(0.3)
         if window.opened is None:
             sys.exit("the first image did not open")
+        if args.train > 0:
+            window.training_panel.budget.setValue(args.train)
+            window.training.start()
+            stem = window.current_stem
+            deadline = time.monotonic() + args.train + 300
+            while window.predictions.fresh(stem) is None and time.monotonic() < deadline:
+                settle(0.2)
+            if window.predictions.fresh(stem) is None:
+                sys.exit("no prediction appeared after training")
         start, end, radius = stroke_over_a_nucleus(100, DEMO_SIZE)  # nuclei-01 is seed 100
         window.opened.document.paint_segment(start, end, radius, 1)
         window.canvas.edited.emit()  # as after a mouse stroke: the window records the edit
