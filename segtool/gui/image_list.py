@@ -113,10 +113,13 @@ class ImageListPanel(QWidget):
         status = self._status.get(stem, ImageStatus.UNLABELLED)
         label = status.value.replace("_", " ")
         uncertainty = self._uncertainty(stem)
-        extra = f"  ·  uncertainty {uncertainty:.2f}" if uncertainty is not None else ""
+        extra = f"  ?{uncertainty:.2f}" if uncertainty is not None else ""
         item.setText(f"{stem}   [{label}]{extra}")
         item.setForeground(QBrush(STATUS_COLOURS[status]))
-        item.setToolTip(self._reasons.get(stem, label))
+        tip = self._reasons.get(stem, label)
+        if uncertainty is not None:
+            tip += f"\nmean uncertainty of the model's prediction: {uncertainty:.3f}"
+        item.setToolTip(tip)
 
     def _apply_filter(self) -> None:
         wanted = self.filter_box.currentData()

@@ -106,6 +106,9 @@ class PredictionLayer(QObject):
             self.results.popitem(last=False)
         uncertainty = 1.0 - float(np.mean(confidence, dtype=np.float64)) / 255.0
         self.uncertainties[stem] = (model_name, uncertainty)
+        left = self.thread.pending() if self.thread is not None else 0
+        if left:
+            self.window.statusBar().showMessage(f"Updating predictions: {left} image(s) left", 3000)
         if stem == self.window.current_stem and model_name == self.model_name:
             try:
                 self.window.canvas.set_prediction(classes, confidence)

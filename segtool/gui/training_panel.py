@@ -60,7 +60,7 @@ class TrainingPanel(QWidget):
         self.loss_plot = _Plot(title="loss")
         self.iou_plot = _Plot(title="validation IoU")
         self.iou_plot.setYRange(0.0, 1.0)
-        self.iou_plot.addLegend(offset=(5, 5))
+        self.iou_plot.addLegend(offset=(-5, -5))  # bottom right, under the rising curves
         for plot in (self.loss_plot, self.iou_plot):
             plot.setMinimumHeight(110)
             plot.setLabel("bottom", "step")
