@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from segtool.core.errors import SegtoolError
+from segtool.core.info import labelled_pixels
 from segtool.core.masks import UNLABELLED, read_mask, write_mask
 from segtool.core.project import ClassInfo, Colour, Project, check_class_name
 
@@ -34,13 +35,10 @@ def recolour_class(project: Project, index: int, colour: Colour) -> None:
 
 
 def class_pixel_count(project: Project, index: int) -> int:
-    """How many pixels are labelled ``index`` in all the project's saved masks."""
-    total = 0
-    for stem in project.image_names():
-        path = project.mask_path(stem)
-        if path.exists():
-            total += int(np.count_nonzero(read_mask(path) == index))
-    return total
+    """How many pixels are labelled ``index`` in the project's readable saved masks."""
+    _check_index(project, index)
+    counts, _ = labelled_pixels(project)
+    return int(counts[index])
 
 
 def remap_deleted_class(mask: np.ndarray, index: int) -> np.ndarray:
