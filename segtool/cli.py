@@ -155,7 +155,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
-    from segtool.core.images import SUPPORTED_SUFFIXES
     from segtool.core.project import Project
 
     if not args.images.is_dir():
@@ -164,11 +163,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
     candidates = sorted(p for p in args.images.iterdir() if p.is_file())
     limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     project = Project.create(args.project, names, **limit)
-    images = [p for p in candidates if p.suffix.lower() in SUPPORTED_SUFFIXES]
-    report = project.import_images(images)
-    for path in candidates:
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            print(f"skipped {path}: unsupported file type '{path.suffix or 'none'}'")
+    report = project.import_images(candidates)  # refuses unsupported types with a reason
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}")
     print(f"created {project.root} with {len(report.imported)} image(s), "

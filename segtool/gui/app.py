@@ -55,8 +55,6 @@ class StartWindow(QMainWindow):
             self.open_project(Path(folder))
 
     def _new(self) -> None:
-        from segtool.core.images import SUPPORTED_SUFFIXES
-
         images = QFileDialog.getExistingDirectory(self, "Folder of images to label")
         if not images:
             return
@@ -65,9 +63,8 @@ class StartWindow(QMainWindow):
             return
         try:
             project = Project.create(target)
-            files = sorted(p for p in Path(images).iterdir()
-                           if p.suffix.lower() in SUPPORTED_SUFFIXES)
-            report = project.import_images(files)
+            files = sorted(p for p in Path(images).iterdir() if p.is_file())
+            report = project.import_images(files)  # unsupported types are listed as skipped
         except SegtoolError as error:
             QMessageBox.warning(self, "Cannot create project", str(error))
             return
