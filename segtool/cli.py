@@ -72,11 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", type=Path, default=None,
                          help=".keras model file (default: the project's current model)")
     predict.add_argument("--out", type=Path, default=None,
-                         help="output folder (default: PROJECT/predictions)")
+                         help="output folder outside the project's images/, masks/ and models/ "
+                              "(default: PROJECT/predictions, replaced on each run)")
+    predict.add_argument("--force", action="store_true",
+                         help="replace files that already exist in --out")
 
     export = add_command("export", "export the masks")
     export.add_argument("project", type=Path)
-    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument("--out", type=Path, required=True,
+                        help="output folder, outside the project's images/, masks/ and models/")
+    export.add_argument("--force", action="store_true",
+                        help="replace files that already exist in --out")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="index",
                         help="index: class-index PNGs; color: RGB PNGs; coco: annotations.json")
 
@@ -207,11 +213,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from segtool.core.masks import write_index_png
+    from segtool.core.outputs import check_output_folder
     from segtool.core.project import Project
     from segtool.ml.modelfile import load_model
     from segtool.ml.session import load_current_model, predict_stem, project_channels
 
     project = Project.open(args.project)
+    stems = _select_images(project, args.images)
+    if args.out is not None:  # PROJECT/predictions is segtool's own: replaced on each run
+        check_output_folder(project, args.out, [f"{stem}.png" for stem in stems], args.force)
     channels = project_channels(project)
     if args.model is not None:
         model, sidecar = load_model(args.model, num_classes=project.num_classes, channels=channels)
@@ -221,7 +231,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise SegtoolError("the project has no model yet: run 'segtool train' first",
                                project.root)
         model, sidecar = loaded
-    stems = _select_images(project, args.images)
     out = args.out or project.root / "predictions"
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -255,10 +264,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from segtool.core.project import Project
 
     project = Project.open(args.project)
-    args.out.mkdir(parents=True, exist_ok=True)
-    exporter = {"index": export.export_index, "color": export.export_color,
-                "coco": export.export_coco}[args.format]
-    report = exporter(project, args.out)
+    report = export.export_project(project, args.out, args.format, force=args.force)
     print(report)
     return 0
 

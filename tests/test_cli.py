@@ -381,3 +381,75 @@ def test_predict_without_a_model_says_to_train_first(
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "no model yet" in lines[0] and str(project.root) in lines[0]
     assert not (project.root / "predictions").exists()
+
+
+# --- outputs never overwrite the project or existing files -----------------------------------
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "index"],
+                                     ["export", "--format", "color"],
+                                     ["export", "--format", "coco"], ["predict"]])
+@pytest.mark.parametrize("inside", ["images", "masks", "models", "masks/sub", ".", "link"])
+def test_out_inside_the_project_is_refused_and_nothing_changes(
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    command: list[str], inside: str,
+) -> None:
+    project = make_project(n_images=2)
+    mask = np.full((64, 64), UNLABELLED, dtype=np.uint8)
+    mask[:8] = 1
+    project.save_mask("img-1", mask)
+    if inside == "link":
+        out = tmp_path / "innocent-looking"
+        out.symlink_to(project.masks_dir)
+    else:
+        out = project.root / inside
+    before = snapshot(project.root)
+
+    status = main([command[0], str(project.root), *command[1:], "--out", str(out)])
+
+    assert status == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(out) in lines[0], lines
+    assert "project" in lines[0]
+    assert snapshot(project.root) == before
+
+
+@pytest.mark.parametrize("fmt, first", [("index", "img-1.png"), ("color", "img-1.png"),
+                                        ("coco", "annotations.json")])
+def test_export_refuses_to_overwrite_unless_forced(
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    fmt: str, first: str,
+) -> None:
+    project = make_project(n_images=2)
+    mask = np.full((64, 64), UNLABELLED, dtype=np.uint8)
+    mask[:8] = 1
+    project.save_mask("img-1", mask)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / first).write_bytes(b"someone else's file")
+
+    assert main(["export", str(project.root), "--out", str(out), "--format", fmt]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(out / first) in lines[0] and "--force" in lines[0]
+    assert (out / first).read_bytes() == b"someone else's file"
+
+    assert main(["export", str(project.root), "--out", str(out), "--format", fmt,
+                 "--force"]) == 0
+    assert (out / first).read_bytes() != b"someone else's file"
+
+
+def test_predict_refuses_to_overwrite_unless_forced(
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(n_images=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img-2.png").write_bytes(b"hand-made")
+
+    assert main(["predict", str(project.root), "--out", str(out)]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(out / "img-2.png") in lines[0] and "--force" in lines[0]
+    assert (out / "img-2.png").read_bytes() == b"hand-made"
+    # With --force the refusal is gone: what stops it now is the missing model.
+    assert main(["predict", str(project.root), "--out", str(out), "--force"]) == 1
+    assert "no model yet" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """Exporting a project's masks: class-index PNGs, colour PNGs, or COCO RLE annotations.
 
+Every exporter refuses an output folder inside the project's own folders and, unless
+``force``, one that already holds a file it would write (see :mod:`segtool.core.outputs`).
 Only images with a saved mask are exported; the others, and any whose mask cannot be
 read or does not fit its image, are listed in the returned :class:`ExportReport`.
 
@@ -28,6 +30,7 @@ import numpy as np
 from segtool.core.atomic import atomic_write_bytes, atomic_write_text
 from segtool.core.errors import SegtoolError
 from segtool.core.masks import encode_png, write_index_png
+from segtool.core.outputs import check_output_folder
 from segtool.core.project import Project
 
 COCO_FILE = "annotations.json"
@@ -59,16 +62,20 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def export_index(project: Project, out_dir: str | os.PathLike[str]) -> ExportReport:
+def export_index(
+    project: Project, out_dir: str | os.PathLike[str], force: bool = False
+) -> ExportReport:
     """Write every saved mask as ``out_dir/<stem>.png``, 8-bit class indices, 255 kept."""
 
     def write(stem: str, mask: np.ndarray, folder: Path) -> None:
         write_index_png(folder / f"{stem}.png", mask)
 
-    return _export_pngs(project, Path(out_dir), ExportFormat.INDEX, write)
+    return _export_pngs(project, Path(out_dir), ExportFormat.INDEX, write, force)
 
 
-def export_color(project: Project, out_dir: str | os.PathLike[str]) -> ExportReport:
+def export_color(
+    project: Project, out_dir: str | os.PathLike[str], force: bool = False
+) -> ExportReport:
     """Write every saved mask as ``out_dir/<stem>.png``, RGB class colours, unlabelled black."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: project.num_classes] = np.asarray(project.colours, dtype=np.uint8)
@@ -77,13 +84,16 @@ def export_color(project: Project, out_dir: str | os.PathLike[str]) -> ExportRep
     def write(stem: str, mask: np.ndarray, folder: Path) -> None:
         atomic_write_bytes(folder / f"{stem}.png", encode_png(bgr_lut[mask]))
 
-    return _export_pngs(project, Path(out_dir), ExportFormat.COLOR, write)
+    return _export_pngs(project, Path(out_dir), ExportFormat.COLOR, write, force)
 
 
-def export_coco(project: Project, out_dir: str | os.PathLike[str]) -> ExportReport:
+def export_coco(
+    project: Project, out_dir: str | os.PathLike[str], force: bool = False
+) -> ExportReport:
     """Write ``out_dir/annotations.json``: COCO with one RLE annotation per class per image."""
     from pycocotools import mask as mask_utils  # imported here: only this export needs it
 
+    check_output_folder(project, out_dir, [COCO_FILE], force)
     folder = _make_folder(Path(out_dir))
     report = ExportReport(folder, ExportFormat.COCO)
     images: list[dict[str, Any]] = []
@@ -131,15 +141,16 @@ def export_coco(project: Project, out_dir: str | os.PathLike[str]) -> ExportRepo
 
 
 def export_project(
-    project: Project, out_dir: str | os.PathLike[str], fmt: ExportFormat | str
+    project: Project, out_dir: str | os.PathLike[str], fmt: ExportFormat | str,
+    force: bool = False,
 ) -> ExportReport:
-    """Export in format ``fmt`` ("index", "color" or "coco")."""
+    """Export in format ``fmt`` ("index", "color" or "coco"); ``force`` replaces files."""
     exporters = {
         ExportFormat.INDEX: export_index,
         ExportFormat.COLOR: export_color,
         ExportFormat.COCO: export_coco,
     }
-    return exporters[ExportFormat(fmt)](project, out_dir)
+    return exporters[ExportFormat(fmt)](project, out_dir, force)
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -150,7 +161,10 @@ def _export_pngs(
     out_dir: Path,
     fmt: ExportFormat,
     write: Callable[[str, np.ndarray, Path], None],
+    force: bool,
 ) -> ExportReport:
+    names = [f"{stem}.png" for stem in project.image_names() if project.mask_path(stem).exists()]
+    check_output_folder(project, out_dir, names, force)
     folder = _make_folder(out_dir)
     report = ExportReport(folder, fmt)
     for stem, mask in _masks(project, report):
