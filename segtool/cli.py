@@ -1,5 +1,5 @@
-"""The command line: ``segtool [PROJECT]``, ``demo``, ``new``, ``train``, ``predict``, ``export``,
-``info``.
+"""The command line: ``segtool [PROJECT]``, ``demo``, ``new``, ``add``, ``train``, ``predict``,
+``export``, ``info``.
 
 Every user error prints one line per problem, naming the file, and exits non-zero; a
 traceback only with ``--debug``. TensorFlow is imported only by ``train`` and ``predict``.
@@ -17,7 +17,7 @@ from pathlib import Path
 from segtool import __version__
 from segtool.core.errors import SegtoolError
 
-COMMANDS = ("gui", "demo", "new", "train", "predict", "export", "info")
+COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
 EXPORT_FORMATS = ("index", "color", "coco")
 
 
@@ -49,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-gui", action="store_true", help="create the project only")
 
     new = add_command("new", "create a project from a folder of images")
-    new.add_argument("project", type=Path, help="project folder to create")
+    new.add_argument("project", type=Path, help="project folder to create (new or empty)")
     new.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
     new.add_argument("--classes", default="background,foreground",
                      help="comma-separated class names, background first (default: %(default)s)")
     new.add_argument("--max-pixels", type=int, default=None,
                      help="refuse images with more pixels than this, read from the header "
                           "before decoding (default: 2**28)")
+
+    add = add_command("add", "copy more images into a project")
+    add.add_argument("project", type=Path)
+    add.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
 
     train = add_command("train", "train the U-Net on the labelled masks")
     train.add_argument("project", type=Path)
@@ -161,19 +165,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
-    from segtool.core.project import Project
+    from segtool.core.creation import create_project_from_folder
 
-    if not args.images.is_dir():
-        raise SegtoolError("not a folder of images", args.images)
     names = [name.strip() for name in args.classes.split(",") if name.strip()]
-    candidates = sorted(p for p in args.images.iterdir() if p.is_file())
     limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-    project = Project.create(args.project, names, **limit)
-    report = project.import_images(candidates)  # refuses unsupported types with a reason
-    for path, reason in report.skipped:
+    # Built beside the target and renamed into place: a killed run leaves no half project.
+    project, report = create_project_from_folder(args.project, args.images, names, **limit)
+    for path, reason in report.skipped:  # unsupported types and unreadable files, with why
         print(f"skipped {path}: {reason}")
     print(f"created {project.root} with {len(report.imported)} image(s), "
           f"classes: {', '.join(names)}")
+    return 0
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from segtool.core.creation import image_candidates
+    from segtool.core.project import Project
+
+    project = Project.open(args.project)
+    candidates = image_candidates(args.images)
+    report = project.import_images(candidates)
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}")
+    print(f"added {len(report.imported)} image(s) to {project.root}")
     return 0
 
 
@@ -281,6 +295,7 @@ _HANDLERS = {
     "gui": _cmd_gui,
     "demo": _cmd_demo,
     "new": _cmd_new,
+    "add": _cmd_add,
     "train": _cmd_train,
     "predict": _cmd_predict,
     "export": _cmd_export,

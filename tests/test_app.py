@@ -37,3 +37,34 @@ def test_demo_button_creates_and_opens_the_demo(qtbot, qsettings_tmp):
     assert (window.opened.document.mask != 255).any()  # partly labelled
     assert window.predictions.thread is None  # no model yet: no worker, no TensorFlow
     window.close()
+
+
+def test_new_from_the_start_page_refuses_the_root_and_a_non_empty_folder(
+    qtbot, qsettings_tmp, tmp_path
+):
+    import cv2
+
+    from segtool.core.synthetic import nuclei_image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), nuclei_image(size=32, seed=1)[0])
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("keep me", encoding="utf-8")
+    start = StartWindow()
+    qtbot.addWidget(start)
+    warnings = []
+    start.warn = lambda title, text: warnings.append(text)
+    from pathlib import Path
+
+    start.create_project(images, Path("/"))
+    start.create_project(images, busy)
+    assert start.main_window is None
+    assert "root of the file system" in warnings[0] and "not empty" in warnings[1]
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    start.create_project(images, tmp_path / "fresh")
+    window = start.main_window
+    qtbot.addWidget(window)
+    assert window.project.image_names() == ["a"]
+    window.close()

@@ -453,3 +453,85 @@ def test_predict_refuses_to_overwrite_unless_forced(
     # With --force the refusal is gone: what stops it now is the missing model.
     assert main(["predict", str(project.root), "--out", str(out), "--force"]) == 1
     assert "no model yet" in capsys.readouterr().err
+
+
+# --- new refuses unsafe folders and is all or nothing; add ------------------------------------
+
+
+def image_folder(folder: Path, count: int, first: int = 1) -> Path:
+    """``folder`` with ``count`` small synthetic PNGs named img-N.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(first, first + count):
+        assert cv2.imwrite(str(folder / f"img-{number}.png"), nuclei_image(size=32, seed=number)[0])
+    return folder
+
+
+@pytest.mark.parametrize("where", ["non-empty", "images itself", "inside images"])
+def test_new_refuses_a_folder_that_is_not_empty_or_is_the_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    images = image_folder(tmp_path / "images", 2)
+    target = {"non-empty": tmp_path / "thesis", "images itself": images,
+              "inside images": images / "project"}[where]
+    if where == "non-empty":
+        target.mkdir()
+        (target / "chapter1.tex").write_text("the only copy", encoding="utf-8")
+    before = snapshot(tmp_path)
+
+    assert main(["new", str(target), "--images", str(images)]) == 1
+
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(target) in lines[0], lines
+    assert snapshot(tmp_path) == before
+    assert not any(p.name.startswith(".") for p in tmp_path.rglob("*"))
+
+
+def test_new_refuses_the_file_system_root(tmp_path: Path) -> None:
+    from segtool.core.creation import check_new_project_folder
+    from segtool.core.errors import SegtoolError
+
+    with pytest.raises(SegtoolError, match="root of the file system"):
+        check_new_project_folder(Path("/"), image_folder(tmp_path / "images", 1))
+
+
+def test_a_killed_new_leaves_no_half_project_and_can_be_run_again(tmp_path: Path) -> None:
+    images = image_folder(tmp_path / "images", 8)
+    target = tmp_path / "project"
+    script = (
+        "import os, signal, sys\n"
+        "from segtool.core.project import Project\n"
+        "real = Project._import_one\n"
+        "done = []\n"
+        "def one(self, file):\n"
+        "    if len(done) == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    done.append(file)\n"
+        "    return real(self, file)\n"
+        "Project._import_one = one\n"
+        "from segtool.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, "new", str(target), "--images",
+                             str(images)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert not target.exists() or not any(target.iterdir())
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the staging folder
+
+    result = run_cli("new", target, "--images", images, home=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert len(Project.open(target).image_names()) == 8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # leftover removed
+
+
+def test_add_copies_new_images_into_a_project(
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(n_images=2)
+    more = image_folder(tmp_path / "more", 2, first=2)  # img-2 is already in the project
+
+    assert main(["add", str(project.root), "--images", str(more)]) == 0
+
+    out = capsys.readouterr().out
+    assert "added 1 image(s)" in out and re.search(r"skipped .*img-2\.png: .*already", out)
+    assert Project.open(project.root).image_names() == ["img-1", "img-2", "img-3"]

@@ -17,6 +17,8 @@ from qt_events import capsule, click, double_click, drag
 
 from segtool.core.masks import UNLABELLED, read_mask
 from segtool.core.project import ImageStatus
+from segtool.core.synthetic import nuclei_image
+from segtool.gui.actions import ActionName
 from segtool.gui.canvas import Tool
 from segtool.gui.main_window import MainWindow
 
@@ -392,3 +394,18 @@ def test_window_level_changes_the_display_and_auto_restores_it(open_window):
     window.layers_panel.auto_range_requested.emit()
     assert np.array_equal(window.canvas.display_array, auto)
     assert window.layers_panel.high.value() == pytest.approx(high, abs=0.1)
+
+
+def test_add_images_action_copies_a_folder_into_the_open_project(open_window, tmp_path):
+    window = open_window()
+    more = tmp_path / "more"
+    more.mkdir()
+    for name, seed in (("late-1.png", 7), ("img-1.png", 8)):  # img-1 is taken
+        cv2.imwrite(str(more / name), nuclei_image(size=SIZE, seed=seed)[0])
+    assert window.actions_by_name[ActionName.ADD_IMAGES].shortcut().toString() == "Ctrl+I"
+
+    assert window.add_images(more) == 1
+
+    assert "late-1" in window.project.image_names()
+    assert "late-1" in window.image_list.ordered_stems()
+    assert "skipped 1" in window.statusBar().currentMessage()

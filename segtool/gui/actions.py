@@ -37,6 +37,7 @@ class ActionName(str, enum.Enum):
     MARK_REVIEWED = "mark_reviewed"
     TRAIN = "train"
     LABEL_NEXT = "label_next"
+    ADD_IMAGES = "add_images"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(ActionName.MARK_REVIEWED, "Mark reviewed", ("R",), True),
     ActionSpec(ActionName.TRAIN, "Train", ("Ctrl+T",)),
     ActionSpec(ActionName.LABEL_NEXT, "Label next (least certain)", ("Ctrl+L",)),
+    ActionSpec(ActionName.ADD_IMAGES, "Add images…", ("Ctrl+I",)),
 )
 
 CLASS_KEYS = "0123456789"  # key n picks class n

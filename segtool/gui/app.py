@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox
 
+from segtool.core.creation import create_project_from_folder
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project
 from segtool.gui import settings as keys
@@ -35,6 +38,7 @@ class StartWindow(QMainWindow):
         self.setCentralWidget(self.page)
         self.resize(640, 400)
         self.main_window: MainWindow | None = None
+        self.warn: Callable[[str, str], object] = partial(QMessageBox.warning, self)
         self.page.open_requested.connect(self._open)
         self.page.new_requested.connect(self._new)
         self.page.demo_requested.connect(self._demo)
@@ -43,7 +47,7 @@ class StartWindow(QMainWindow):
         try:
             project = Project.open(folder)
         except SegtoolError as error:
-            QMessageBox.warning(self, "Cannot open project", str(error))
+            self.warn("Cannot open project", str(error))
             return
         self.main_window = MainWindow(project)
         self.main_window.show()
@@ -61,15 +65,17 @@ class StartWindow(QMainWindow):
         target = QFileDialog.getExistingDirectory(self, "Empty folder for the new project")
         if not target:
             return
+        self.create_project(Path(images), Path(target))
+
+    def create_project(self, images: Path, target: Path) -> None:
+        """Make a project in ``target`` (new or empty) from ``images`` and open it."""
         try:
-            project = Project.create(target)
-            files = sorted(p for p in Path(images).iterdir() if p.is_file())
-            report = project.import_images(files)  # unsupported types are listed as skipped
+            project, report = create_project_from_folder(target, images)
         except SegtoolError as error:
-            QMessageBox.warning(self, "Cannot create project", str(error))
+            self.warn("Cannot create project", str(error))
             return
         if report.skipped:
-            QMessageBox.information(self, "Some files were skipped", str(report))
+            self.warn("Some files were skipped", str(report))
         self.open_project(project.root)
 
     def _demo(self) -> None:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
 
 from segtool.core import classes as class_edits
+from segtool.core.creation import image_candidates
 from segtool.core.errors import SegtoolError
 from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
@@ -143,6 +153,7 @@ class MainWindow(QMainWindow):
         act[ActionName.MARK_REVIEWED].triggered.connect(self.mark_reviewed)
         act[ActionName.TRAIN].triggered.connect(self.training.start)
         act[ActionName.LABEL_NEXT].triggered.connect(self.label_next)
+        act[ActionName.ADD_IMAGES].triggered.connect(lambda: self.add_images())
         self.training.model_changed.connect(lambda _name: self.predictions.refresh_all())
         self.predictions.updated.connect(self.image_list.refresh_uncertainty)
         self.image_list.set_uncertainty_source(self.predictions.uncertainty)
@@ -210,6 +221,29 @@ class MainWindow(QMainWindow):
         self.predictions.show_for(stem)
         self.setWindowTitle(f"segtool — {self.project.root.name} — {stem}")
         return True
+
+    def add_images(self, folder: Path | None = None) -> int:
+        """Copy the images of ``folder`` (asked for when None) into the project; returns how
+        many were added. Files that cannot be added are listed in the status bar."""
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Folder of images to add")
+            if not chosen:
+                return 0
+            folder = Path(chosen)
+        try:
+            report = self.project.import_images(image_candidates(folder))
+        except (SegtoolError, OSError) as error:
+            self.show_error(f"could not add images: {error}")
+            return 0
+        self._refresh_image_list()
+        message = f"Added {len(report.imported)} image(s) from {folder}"
+        if report.skipped:
+            path, reason = report.skipped[0]
+            message += f"; skipped {len(report.skipped)} ({path.name}: {reason})"
+        self.statusBar().showMessage(message)
+        if self.current_stem is None and report.imported:
+            self.open_image(self.project.image_names()[0])
+        return len(report.imported)
 
     def step_image(self, step: int) -> None:
         """Open the next (+1) or previous (-1) image in the list's order."""
