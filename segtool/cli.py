@@ -291,12 +291,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _locked(handler: Callable[[argparse.Namespace], int], what: str
+            ) -> Callable[[argparse.Namespace], int]:
+    """``handler`` run while holding the project's lock (refused, naming the holder, while a
+    window or another command has the project)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from segtool.core.lock import ProjectLock
+        from segtool.core.project import Project
+
+        root = Project.open(args.project).root  # a folder that is no project: that error first
+        with ProjectLock.acquire(root, what):
+            return handler(args)
+
+    return run
+
+
 _HANDLERS = {
     "gui": _cmd_gui,
     "demo": _cmd_demo,
     "new": _cmd_new,
-    "add": _cmd_add,
-    "train": _cmd_train,
+    "add": _locked(_cmd_add, "segtool add"),
+    "train": _locked(_cmd_train, "segtool train"),
     "predict": _cmd_predict,
     "export": _cmd_export,
     "info": _cmd_info,

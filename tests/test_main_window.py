@@ -409,3 +409,63 @@ def test_add_images_action_copies_a_folder_into_the_open_project(open_window, tm
     assert "late-1" in window.project.image_names()
     assert "late-1" in window.image_list.ordered_stems()
     assert "skipped 1" in window.statusBar().currentMessage()
+
+
+HOLD_LOCK = (
+    "import sys\n"
+    "from segtool.core.lock import ProjectLock\n"
+    "lock = ProjectLock.acquire(sys.argv[1], 'segtool train')\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_a_project_held_elsewhere_opens_read_only_with_a_banner(
+    make_project, open_window, qtbot
+):
+    import socket
+
+    from segtool.gui.app import open_main_window
+
+    project = make_project(n_images=2, size=SIZE)
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.root)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        before = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()
+                  and ".segtool" not in p.parts}
+        questions = []
+        assert open_main_window(project, lambda title, text: questions.append(text)
+                                and False) is None  # the user said no
+        assert f"process {other.pid} on {socket.gethostname()}" in questions[0]
+
+        window = open_window(project)
+        banner = window.read_only_banner
+        assert banner.isVisible() and "segtool train" in banner.text()
+        assert f"process {other.pid}" in banner.text() and "since" in banner.text()
+        assert "read-only" in window.windowTitle()
+        drag(window.canvas, [(10, 20), (40, 20)])
+        assert (window.opened.document.mask == UNLABELLED).all()  # painting does nothing
+        key(qtbot, window, Qt.Key_S, Qt.ControlModifier)
+        key(qtbot, window, Qt.Key_R)
+        window.autosave_timer.timeout.emit()
+        window.open_image("img-2")
+        window.close()
+        after = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()
+                 and ".segtool" not in p.parts}
+        assert after == before
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+
+
+def test_the_window_holds_the_project_until_it_closes(open_window):
+    from segtool.core.lock import ProjectBusy, ProjectLock
+
+    window = open_window()
+    assert not window.read_only_banner.isVisible()
+    with pytest.raises(ProjectBusy, match="the segtool window"):
+        ProjectLock.acquire(window.project.root, "segtool train")
+    window.close()
+    with ProjectLock.acquire(window.project.root, "segtool train"):
+        pass

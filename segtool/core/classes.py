@@ -31,7 +31,7 @@ def recolour_class(project: Project, index: int, colour: Colour) -> None:
     for stem in project.image_names():
         path = project.mask_path(stem)
         if path.exists():
-            write_mask(path, read_mask(path), project.colours)
+            project.rewrite_mask(stem, read_mask(path))
 
 
 def class_pixel_count(project: Project, index: int) -> int:

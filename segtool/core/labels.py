@@ -34,7 +34,8 @@ class LabelDocument:
     Every edit returns the rectangle it changed (empty when nothing changed) and tells
     subscribers. Edits between :meth:`begin_stroke` and :meth:`end_stroke` form one undo
     step; an edit outside a stroke is a step of its own. With ``paint_unlabelled_only``
-    set, painting tools only label unlabelled pixels (erasing is not restricted).
+    set, painting tools only label unlabelled pixels (erasing is not restricted). With
+    ``read_only`` set (a project opened for viewing) no edit, undo or redo changes anything.
     """
 
     def __init__(self, mask: np.ndarray, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
@@ -50,6 +51,7 @@ class LabelDocument:
         self._stroke_is_explicit = False
         self._subscribers: list[ChangeCallback] = []
         self.paint_unlabelled_only = False
+        self.read_only = False
         self.revision = 0
         self._saved_revision = 0
 
@@ -139,6 +141,8 @@ class LabelDocument:
         """Revert the last step (ending an open stroke first); returns the changed rect."""
         if self._recorder is not None:
             self.end_stroke()
+        if self.read_only:
+            return EMPTY_RECT
         change = self._history.undo()
         if change is None:
             return EMPTY_RECT
@@ -151,6 +155,8 @@ class LabelDocument:
         """Apply the last undone step again; returns the changed rect."""
         if self._recorder is not None:
             self.end_stroke()
+        if self.read_only:
+            return EMPTY_RECT
         change = self._history.redo()
         if change is None:
             return EMPTY_RECT
@@ -182,6 +188,8 @@ class LabelDocument:
         return region.rect
 
     def _apply(self, regions: Sequence[Region], value: int) -> Rect:
+        if self.read_only:
+            return EMPTY_RECT
         protect = self.paint_unlabelled_only and value != UNLABELLED
         single_step = self._recorder is None
         if self._recorder is None:
@@ -266,6 +274,8 @@ class LabelDocument:
 
     def _copy_where(self, values: np.ndarray, take: np.ndarray) -> Rect:
         """Copy ``values`` into the mask where ``take`` ((H, W) bool) holds; one undo step."""
+        if self.read_only:
+            return EMPTY_RECT
         rows = np.flatnonzero(take.any(axis=1))
         if rows.size == 0:
             return EMPTY_RECT

@@ -8,6 +8,12 @@ Every write (segtool.json, masks, imported images) is atomic.
 Methods that change the project (set_status, save_mask, add_class, set_current_model,
 import_images) save ``segtool.json`` themselves; :meth:`Project.save` is there for
 callers that changed nothing else. A lock makes them safe to call from worker threads.
+
+One writer per project is the job of :mod:`segtool.core.lock`; as a second line of defence
+a Project never writes segtool.json or a mask over a file that changed on disk since it
+read or wrote it (compared by inode, size and modification time): it refuses with a
+message instead. A project opened read-only (``read_only`` set to the reason) keeps status
+changes in memory and refuses to save anything.
 """
 
 from __future__ import annotations
@@ -56,6 +62,24 @@ DEFAULT_COLOURS: tuple[tuple[int, int, int], ...] = (
 )
 
 Colour = tuple[int, int, int]
+FileStamp = tuple[int, int, int] | None
+"""(inode, size, mtime in ns) of a file, None when it does not exist."""
+
+_UNKNOWN: Any = object()  # no stamp recorded: nothing to compare with
+# segtool.json stamps this process wrote, by path: another Project object of this process
+# (a worker thread's) writing is not another writer.
+_WRITTEN_HERE: dict[str, FileStamp] = {}
+_CHANGED = ("changed on disk since segtool read it (another program or window wrote it); "
+            "not overwriting it: reopen the project")
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """(inode, size, mtime_ns) of ``path``, or None if it does not exist."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def default_colour(index: int) -> Colour:
@@ -116,6 +140,9 @@ class Project:
         # casefolded stem -> stem: masks/<stem>.png must be unique on case-insensitive disks
         self._folded = {stem.casefold(): stem for stem in images}
         self._lock = threading.RLock()
+        self.read_only: str | None = None  # why the project may only be viewed
+        self._stamp: FileStamp = _UNKNOWN  # segtool.json as last read or written
+        self._mask_stamps: dict[str, FileStamp] = {}
 
     # --- creating and opening ----------------------------------------------------------
 
@@ -152,6 +179,7 @@ class Project:
         project = cls(folder, classes, {}, None, max_pixels)
         for sub in (folder, project.images_dir, project.masks_dir, project.models_dir):
             sub.mkdir(parents=True, exist_ok=True)
+        project._stamp = None  # there must be no segtool.json to overwrite
         project.save()
         return project
 
@@ -165,6 +193,7 @@ class Project:
         if folder.name == PROJECT_FILE and folder.is_file():
             folder = folder.parent
         file = folder / PROJECT_FILE
+        stamp = file_stamp(file)  # before reading: a change meanwhile is caught at save
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -173,6 +202,7 @@ class Project:
             raise SegtoolError(f"cannot read project file ({error})", file) from None
         classes, images, current_model, max_pixels = _parse_project(data, file)
         project = cls(folder, classes, images, current_model, max_pixels)
+        project._stamp = stamp
         for sub in (project.images_dir, project.masks_dir, project.models_dir):
             try:
                 sub.mkdir(exist_ok=True)
@@ -232,7 +262,8 @@ class Project:
             old = record["status"]
             if old != new.value:
                 record["status"] = new.value
-                self._save_or_revert(lambda: record.__setitem__("status", old))
+                if self.read_only is None:  # read-only: kept in memory for this session
+                    self._save_or_revert(lambda: record.__setitem__("status", old))
 
     # --- classes and model --------------------------------------------------------------
 
@@ -275,6 +306,7 @@ class Project:
         must be unique on every file system). ``progress(done, total)`` is called per file.
         """
         files = [Path(p) for p in paths]
+        self.check_writable(self.images_dir / PROJECT_FILE)
         report = ImportReport()
         try:
             for done, file in enumerate(files, start=1):
@@ -344,12 +376,20 @@ class Project:
         try:
             image = read_image(self.image_path(stem), self.max_pixels)
         except SegtoolError:
-            self.set_status(stem, ImageStatus.UNREADABLE)
+            self._mark(stem, ImageStatus.UNREADABLE)
             raise
         if self.status(stem) == ImageStatus.UNREADABLE:
             has_mask = self.mask_path(stem).exists()
-            self.set_status(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
+            self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
         return image
+
+    def _mark(self, stem: str, status: ImageStatus) -> None:
+        """Set a status found while reading; a failed save is logged, not raised (the
+        problem being reported is the image's)."""
+        try:
+            self.set_status(stem, status)
+        except (SegtoolError, OSError) as error:
+            log.warning("could not record %s as %s: %s", stem, status.value, error)
 
     def image_shape(self, stem: str) -> tuple[int, int]:
         """``(H, W)`` of image ``stem`` from its header (nothing decoded)."""
@@ -365,9 +405,15 @@ class Project:
         (SegtoolError naming the mask file on mismatch).
         """
         path = self.mask_path(stem)
-        if not path.exists():
-            return np.full(shape_hw or self.image_shape(stem), UNLABELLED, dtype=np.uint8)
+        stamp = file_stamp(path)
+        if stamp is None:
+            mask = np.full(shape_hw or self.image_shape(stem), UNLABELLED, dtype=np.uint8)
+            with self._lock:
+                self._mask_stamps[stem] = None
+            return mask
         mask = read_mask(path)
+        with self._lock:
+            self._mask_stamps[stem] = stamp
         if shape_hw is not None:
             check_mask(mask, shape_hw, self.num_classes, path)
         return mask
@@ -381,12 +427,44 @@ class Project:
         path = self.mask_path(stem)
         check_mask(mask, self.image_shape(stem), self.num_classes, path)
         with self._lock:
-            write_mask(path, mask, self.colours)
+            self.rewrite_mask(stem, mask, self.colours)
             if self.status(stem) != ImageStatus.REVIEWED:
                 labelled = bool((mask != UNLABELLED).any())
                 self.set_status(
                     stem, ImageStatus.IN_PROGRESS if labelled else ImageStatus.UNLABELLED
                 )
+
+    def rewrite_mask(
+        self, stem: str, mask: np.ndarray, colours: Sequence[Colour] | None = None
+    ) -> None:
+        """Write ``masks/<stem>.png`` atomically (palette ``colours``, default the project's).
+
+        Refuses (SegtoolError naming the file) when the project is read-only, when the mask
+        changed on disk since this project read or wrote it, and when ``masks/`` leads out
+        of the project folder. The image's status is left alone (see :meth:`save_mask`).
+        """
+        path = self.mask_path(stem)
+        self.check_writable(path)
+        with self._lock:
+            expected = self._mask_stamps.get(stem, _UNKNOWN)
+            current = file_stamp(path)
+            # A mask deleted or set aside meanwhile is no one's newer work: write it again.
+            if expected is not _UNKNOWN and current is not None and current != expected:
+                raise SegtoolError(_CHANGED, path)
+            write_mask(path, mask, self.colours if colours is None else colours)
+            self._mask_stamps[stem] = file_stamp(path)
+
+    def check_writable(self, path: Path) -> None:
+        """SegtoolError unless ``path`` may be written: project not read-only, and the real
+        folder of ``path`` inside the project's real folder (no link leading out)."""
+        if self.read_only is not None:
+            raise SegtoolError(f"not saved: the project is open read-only ({self.read_only})",
+                               path)
+        root = Path(os.path.realpath(self.root))
+        real = Path(os.path.realpath(path.parent))
+        if real != root and root not in real.parents:
+            raise SegtoolError(f"not written: {path.parent.name}/ leads out of the project "
+                               f"folder (to {real})", path)
 
     # --- segtool.json --------------------------------------------------------------------
 
@@ -404,10 +482,21 @@ class Project:
             return data
 
     def save(self) -> None:
-        """Write segtool.json atomically."""
+        """Write segtool.json atomically.
+
+        Refuses (SegtoolError) when the project is read-only or when segtool.json changed on
+        disk since this project read or wrote it (another writer: its work is not lost).
+        """
         with self._lock:
+            file = self.project_file
+            self.check_writable(file)
+            current = file_stamp(file)
+            if self._stamp is not _UNKNOWN and current not in (self._stamp,
+                                                               _WRITTEN_HERE.get(str(file))):
+                raise SegtoolError(_CHANGED, file)
             text = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
-            atomic_write_text(self.project_file, text)
+            atomic_write_text(file, text)
+            self._stamp = _WRITTEN_HERE[str(file)] = file_stamp(file)
 
     def _save_or_revert(self, revert: Callable[[], object]) -> None:
         """Save; if that fails, undo the in-memory change so memory matches the disk."""

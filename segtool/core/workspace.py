@@ -75,10 +75,12 @@ class Workspace:
             document.subscribe(lambda rect, stem=stem: self.note_change(stem, rect))
             self._documents[stem] = document
         document.paint_unlabelled_only = self.paint_unlabelled_only
+        document.read_only = self.read_only
         self._documents.move_to_end(stem)
         self._trim_history(keep=stem)
         journal = self.journal(stem)
-        pending = journal.newer_than(self.project.mask_path(stem)) and not document.modified
+        pending = (not self.read_only and not document.modified
+                   and journal.newer_than(self.project.mask_path(stem)))
         return OpenedImage(stem, image, document, percentiles(image), messages, pending)
 
     def _load_mask(self, stem: str, shape: tuple[int, int], messages: list[str]) -> np.ndarray:
@@ -86,6 +88,13 @@ class Workspace:
         try:
             return self.project.load_mask(stem, shape)
         except SegtoolError as error:
+            try:
+                self.project.check_writable(path)  # read-only, or masks/ leads elsewhere
+            except SegtoolError as refusal:
+                messages.append(f"{error}; showing an empty mask, the file is left alone "
+                                f"({refusal.problem})")
+                log.warning("%s", messages[-1])
+                return np.full(shape, UNLABELLED, dtype=np.uint8)
             backup = self._set_aside(path)
             messages.append(f"{error}; kept it as {backup.name} and started an empty mask")
             log.warning("%s", messages[-1])
@@ -97,6 +106,11 @@ class Workspace:
         backup = path.with_name(f"{path.name}.bad-{stamp}")
         os.replace(path, backup)
         return backup
+
+    @property
+    def read_only(self) -> bool:
+        """True when the project is open read-only: nothing is edited, saved or journalled."""
+        return self.project.read_only is not None
 
     def document(self, stem: str) -> LabelDocument | None:
         """The document of ``stem`` if it was opened this session."""

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QWidget
 
 from segtool.core.creation import create_project_from_folder
 from segtool.core.errors import SegtoolError
+from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.project import Project
 from segtool.gui import settings as keys
-from segtool.gui.main_window import MainWindow
+from segtool.gui.main_window import WINDOW_LOCK, MainWindow
 from segtool.gui.start_page import StartPage
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class StartWindow(QMainWindow):
         self.resize(640, 400)
         self.main_window: MainWindow | None = None
         self.warn: Callable[[str, str], object] = partial(QMessageBox.warning, self)
+        self.ask: Callable[[str, str], bool] = partial(ask_dialog, self)
         self.page.open_requested.connect(self._open)
         self.page.new_requested.connect(self._new)
         self.page.demo_requested.connect(self._demo)
@@ -49,7 +51,10 @@ class StartWindow(QMainWindow):
         except SegtoolError as error:
             self.warn("Cannot open project", str(error))
             return
-        self.main_window = MainWindow(project)
+        window = open_main_window(project, self.ask)
+        if window is None:
+            return
+        self.main_window = window
         self.main_window.show()
         self.close()
 
@@ -84,14 +89,48 @@ class StartWindow(QMainWindow):
         self.open_project(create_demo_project(default_demo_folder()).root)
 
 
-def first_window(project: Path | None = None) -> QMainWindow:
-    """The window to open: on ``project``, else on the last project, else the start page."""
+def ask_dialog(parent: QWidget | None, title: str, question: str) -> bool:
+    """Ask a yes/no question in a dialog; True for yes."""
+    answer = QMessageBox.question(parent, title, question,
+                                  QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+    return answer == QMessageBox.Yes
+
+
+def open_main_window(
+    project: Project, ask: Callable[[str, str], bool]
+) -> MainWindow | None:
+    """A window on ``project`` holding its lock; when another holds it, ``ask`` whether to
+    open it read-only (None when the user says no). A folder that cannot be written opens
+    read-only without asking."""
+    try:
+        lock = ProjectLock.acquire(project.root, WINDOW_LOCK)
+    except ProjectBusy as busy:
+        if not ask("Project in use", f"{busy}\n\nOpen it read-only? You can look at it, "
+                                     "but nothing you change is saved."):
+            return None
+        return MainWindow(project, ask=ask, read_only=busy.problem)
+    except ProjectReadOnly as error:
+        return MainWindow(project, ask=ask, read_only=error.problem)
+    return MainWindow(project, ask=ask, lock=lock)
+
+
+def first_window(
+    project: Path | None = None, ask: Callable[[str, str], bool] | None = None
+) -> QMainWindow:
+    """The window to open: on ``project``, else on the last project, else the start page.
+
+    ``ask`` answers the read-only question when the project is in use (a dialog by default);
+    saying no shows the start page.
+    """
+    ask = ask or partial(ask_dialog, None)
     if project is None:
         last = keys.settings().value(keys.LAST_PROJECT)
         if last and (Path(str(last)) / "segtool.json").exists():
             project = Path(str(last))
     if project is not None:
-        return MainWindow(Project.open(project))
+        window = open_main_window(Project.open(project), ask)
+        if window is not None:
+            return window
     return StartWindow()
 
 

@@ -17,12 +17,14 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QToolBar,
+    QVBoxLayout,
     QWidget,
 )
 
 from segtool.core import classes as class_edits
 from segtool.core.creation import image_candidates
 from segtool.core.errors import SegtoolError
+from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
 from segtool.core.workspace import OpenedImage, Workspace
@@ -40,6 +42,10 @@ from segtool.gui.training_panel import TrainingPanel
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 30_000
+WINDOW_LOCK = "the segtool window"  # how the lock names the window to others
+EDITING_ACTIONS = (ActionName.SAVE, ActionName.ADD_IMAGES, ActionName.TRAIN,
+                   ActionName.ACCEPT_PREDICTION, ActionName.MARK_REVIEWED,
+                   ActionName.ONLY_UNLABELLED, ActionName.UNDO, ActionName.REDO)
 TOOL_ACTIONS = {
     ActionName.BRUSH: Tool.BRUSH, ActionName.ERASER: Tool.ERASER, ActionName.FILL: Tool.FILL,
     ActionName.POLYGON: Tool.POLYGON, ActionName.WAND: Tool.WAND,
@@ -51,7 +57,10 @@ class MainWindow(QMainWindow):
     """The labelling window on one project.
 
     ``ask(title, question) -> bool`` asks the user a yes/no question (a dialog by default;
-    tests replace it).
+    tests replace it). The window holds the project's lock (``lock``, taken here when not
+    given) until it closes; when another process holds it, or the folder cannot be written,
+    or ``read_only`` gives a reason, the window only shows the project: a banner says why,
+    painting does nothing and nothing is saved.
     """
 
     def __init__(
@@ -59,17 +68,37 @@ class MainWindow(QMainWindow):
         project: Project,
         parent: QWidget | None = None,
         ask: Callable[[str, str], bool] | None = None,
+        lock: ProjectLock | None = None,
+        read_only: str | None = None,
     ) -> None:
         super().__init__(parent)
+        if lock is None and read_only is None:
+            try:
+                lock = ProjectLock.acquire(project.root, WINDOW_LOCK)
+            except (ProjectBusy, ProjectReadOnly) as error:
+                read_only = error.problem
+        self.lock = lock
         self.project = project
+        project.read_only = read_only
         self.workspace = Workspace(project)
         self.current_stem: str | None = None
         self.opened: OpenedImage | None = None
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
-        self.setWindowTitle(f"segtool — {project.root.name}")
+        self.setWindowTitle(self._title())
 
         self.canvas = Canvas(self)
-        self.setCentralWidget(self.canvas)
+        self.read_only_banner = QLabel(f"Read-only: {read_only}. You can look, but nothing "
+                                       "you change is saved.")
+        self.read_only_banner.setWordWrap(True)
+        self.read_only_banner.setStyleSheet("background: #ffe08a; color: black; padding: 6px;")
+        self.read_only_banner.setVisible(read_only is not None)
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.read_only_banner)
+        column.addWidget(self.canvas)
+        self.setCentralWidget(central)
         self.image_list = ImageListPanel()
         self.classes_panel = ClassesPanel()
         self.layers_panel = LayersPanel()
@@ -92,6 +121,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start()
 
         self._connect()
+        if read_only is not None:
+            self._disable_editing()
         self._restore_settings()
         self._refresh_classes(current=1 if project.num_classes > 1 else 0)
         self._refresh_image_list()
@@ -100,7 +131,24 @@ class MainWindow(QMainWindow):
         if names:
             self.open_image(names[0])
 
+    @property
+    def read_only(self) -> bool:
+        """True when the window only shows the project (another holds it, or no write access)."""
+        return self.project.read_only is not None
+
+    def _title(self, stem: str | None = None) -> str:
+        parts = ["segtool", self.project.root.name] + ([stem] if stem else [])
+        return " — ".join(parts) + (" (read-only)" if self.read_only else "")
+
     # -- construction ----------------------------------------------------------------------
+
+    def _disable_editing(self) -> None:
+        """Read-only: every action and panel that would write the project is off."""
+        for name in EDITING_ACTIONS:
+            self.actions_by_name[name].setEnabled(False)
+        for panel in (self.classes_panel, self.training_panel, self.models_panel):
+            panel.setEnabled(False)
+        self.autosave_timer.stop()
 
     def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -219,7 +267,7 @@ class MainWindow(QMainWindow):
         for message in opened.messages:
             self.show_error(message)
         self.predictions.show_for(stem)
-        self.setWindowTitle(f"segtool — {self.project.root.name} — {stem}")
+        self.setWindowTitle(self._title(stem))
         return True
 
     def add_images(self, folder: Path | None = None) -> int:
@@ -354,6 +402,8 @@ class MainWindow(QMainWindow):
         self.training.shutdown()
         self.predictions.shutdown()
         self._save_settings()
+        if self.lock is not None:
+            self.lock.release()
         event.accept()
 
     # -- view ------------------------------------------------------------------------------
