@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+
 import numpy as np
 
+from segtool.core.atomic import atomic_write_bytes, atomic_write_text
 from segtool.core.errors import SegtoolError
 from segtool.core.info import labelled_pixels
-from segtool.core.masks import UNLABELLED, read_mask, write_mask
+from segtool.core.masks import UNLABELLED, encode_mask, read_mask
 from segtool.core.project import ClassInfo, Colour, Project, check_class_name
+from segtool.core.recovery import DELETE_INTENT
 
 
 def rename_class(project: Project, index: int, name: str) -> None:
@@ -52,25 +58,56 @@ def remap_deleted_class(mask: np.ndarray, index: int) -> np.ndarray:
 def delete_class(project: Project, index: int) -> int:
     """Remove class ``index``: its pixels become unlabelled in every mask; returns how many.
 
-    Masks are rewritten one by one (each atomically), then segtool.json. The project keeps
+    All or nothing: every saved mask is read first (an unreadable one is named and nothing
+    changes); the remapped masks go to temporary files, then an intent file records the
+    renames and the new class list, then the masks are renamed into place and segtool.json
+    saved. A run killed after the intent is written is finished at the next open
+    (:mod:`segtool.core.recovery`); one killed before it changed nothing. The project keeps
     at least one class.
     """
     _check_index(project, index)
     if project.num_classes <= 1:
         raise SegtoolError("a project needs at least one class", project.project_file)
+    project.check_writable(project.project_file)
     remaining = [info for i, info in enumerate(project.classes) if i != index]
     colours = [info.colour for info in remaining]
+    stems = [stem for stem in project.image_names() if project.mask_path(stem).exists()]
     cleared = 0
-    for stem in project.image_names():
-        path = project.mask_path(stem)
-        if not path.exists():
-            continue
-        mask = read_mask(path)
+    for stem in stems:  # validate every mask before anything is written
+        mask = read_mask(project.mask_path(stem))
         cleared += int(np.count_nonzero(mask == index))
-        if np.any((mask >= index) & (mask != UNLABELLED)):
-            write_mask(path, remap_deleted_class(mask, index), colours)
+    renames: dict[str, str] = {}
+    try:
+        for stem in stems:
+            path = project.mask_path(stem)
+            project.check_writable(path)
+            mask = read_mask(path)
+            if not np.any((mask >= index) & (mask != UNLABELLED)):
+                continue  # holds only lower classes: unchanged
+            temporary = path.with_name(f".{path.name}.delete-class.tmp")
+            atomic_write_bytes(temporary, encode_mask(remap_deleted_class(mask, index), colours))
+            renames[temporary.name] = path.name
+        intent = {"renames": renames,
+                  "classes": [{"name": c.name, "colour": list(c.colour)} for c in remaining]}
+        intent_path = project.root / DELETE_INTENT
+        intent_path.parent.mkdir(exist_ok=True)
+        atomic_write_text(intent_path, json.dumps(intent, ensure_ascii=False))
+    except BaseException:
+        for name in renames:
+            with contextlib.suppress(OSError):
+                (project.masks_dir / name).unlink()
+        raise
+    for temporary_name, name in renames.items():  # from here on, only forward
+        os.replace(project.masks_dir / temporary_name, project.masks_dir / name)
+    project.forget_mask_stamps()
+    old_classes = list(project.classes)
     project.classes[:] = remaining
-    project.save()
+    try:
+        project.save()
+    except BaseException:
+        project.classes[:] = old_classes  # the next open rolls the deletion forward
+        raise
+    intent_path.unlink()
     return cleared
 
 

@@ -37,6 +37,7 @@ from segtool.core.atomic import atomic_write_text, atomic_writer
 from segtool.core.errors import SegtoolError
 from segtool.core.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, image_info, read_image
 from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
+from segtool.core.recovery import recover_if_idle
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ class Project:
         if folder.name == PROJECT_FILE and folder.is_file():
             folder = folder.parent
         file = folder / PROJECT_FILE
+        if file.is_file():
+            recover_if_idle(folder)  # a class deletion or writes a killed segtool left undone
         stamp = file_stamp(file)  # before reading: a change meanwhile is caught at save
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
@@ -453,6 +456,11 @@ class Project:
                 raise SegtoolError(_CHANGED, path)
             write_mask(path, mask, self.colours if colours is None else colours)
             self._mask_stamps[stem] = file_stamp(path)
+
+    def forget_mask_stamps(self) -> None:
+        """Forget what the masks looked like on disk (after this process rewrote them all)."""
+        with self._lock:
+            self._mask_stamps.clear()
 
     def check_writable(self, path: Path) -> None:
         """SegtoolError unless ``path`` may be written: project not read-only, and the real
