@@ -137,3 +137,37 @@ def test_interrupted_import_copy_leaves_images_folder_clean(tmp_path, monkeypatc
     report = project.import_images([source])
     assert report.imported == [] and "could not copy" in report.skipped[0][1]
     assert os.listdir(project.images_dir) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saves_keep_a_shared_files_mode_and_group(make_project):
+    project = make_project(n_images=1, size=32)
+    mask = np.full((32, 32), 255, np.uint8)
+    project.save_mask("img-1", mask)
+    files = [project.mask_path("img-1"), project.project_file]
+    other_group = next((g for g in os.getgroups() if g != os.getegid()), None)
+    if other_group is None and os.geteuid() == 0:
+        other_group = 1  # root may hand a file to any group
+    for path in files:
+        os.chmod(path, 0o664)
+        if other_group is not None:
+            os.chown(path, -1, other_group)
+
+    mask[:4] = 1
+    project.save_mask("img-1", mask)  # rewrites the mask and segtool.json (status)
+
+    for path in files:
+        assert oct(path.stat().st_mode & 0o777) == oct(0o664), path
+        if other_group is not None:
+            assert path.stat().st_gid == other_group, path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o002, 0o022, 0o077])
+def test_new_files_get_the_process_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "new.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -15,13 +15,16 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     If the body raises, the temporary file is removed and ``path`` is left untouched,
-    so an interrupted write never leaves a half-written file behind.
+    so an interrupted write never leaves a half-written file behind. The new file keeps an
+    existing file's permission bits and group; a new one gets ``0o666`` less the umask,
+    like a file any editor creates (not the ``0o600`` of a bare temporary file).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_writer mode must be 'wb' or 'w', not {mode!r}")
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        _take_mode(fd, target)
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -33,6 +36,22 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
             os.unlink(tmp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _take_mode(fd: int, target: Path) -> None:
+    """Give the temporary file ``fd`` the mode and group ``target`` has (or would get)."""
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        os.fchmod(fd, 0o666 & ~process_umask())
+        return
+    except OSError:
+        return
+    os.fchmod(fd, existing.st_mode & 0o7777)
+    if hasattr(os, "fchown") and existing.st_gid != os.fstat(fd).st_gid:
+        with contextlib.suppress(OSError):  # only a member of the group may hand it over
+            os.fchown(fd, -1, existing.st_gid)
+            os.fchmod(fd, existing.st_mode & 0o7777)  # chown clears setgid bits
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
