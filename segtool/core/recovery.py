@@ -4,7 +4,9 @@
   ``.segtool/delete-class.json`` exists) is rolled forward: the remaining renames are done
   and segtool.json gets the new class list. One interrupted earlier left only temporary
   files, which are removed: nothing had changed yet.
-* Temporary files of atomic writes (``.NAME.XXXX.tmp``, ``.NAME.XXXX.tmp.keras``) are removed.
+* Temporary files of atomic writes (``.NAME.XXXX.tmp``, ``.NAME.XXXX.tmp.keras``) are removed,
+  and so is a model segtool named (``model-YYYYmmdd-HHMMSS.keras``) whose sidecar was never
+  written: it was killed between the two writes, and the model is not current.
 
 Only the process holding the project's lock may do this (another may be mid-write), so
 :func:`recover_if_idle` takes the lock briefly and does nothing when the project is in use.
@@ -30,6 +32,7 @@ DELETE_INTENT = Path(".segtool") / "delete-class.json"
 # part, and .tmp (optionally followed by .keras).
 _TEMPORARY = re.compile(r"^\..+\.tmp(\.keras)?$")
 _FOLDERS = ("", "images", "masks", "models")
+_SEGTOOL_MODEL = re.compile(r"^model-\d{8}-\d{6}(-\d+)?\.keras$")
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -41,7 +44,24 @@ def leftovers(root: Path) -> list[Path]:
             found += [entry for entry in folder.iterdir()
                       if _TEMPORARY.match(entry.name) and entry.is_file()
                       and not entry.is_symlink()]
-    return found
+    return found + _models_without_sidecar(root)
+
+
+def _models_without_sidecar(root: Path) -> list[Path]:
+    """Models segtool saved whose sidecar never followed (never the current model)."""
+    models = root / "models"
+    try:
+        orphans = [path for path in models.iterdir() if _SEGTOOL_MODEL.match(path.name)
+                   and not path.with_suffix(".json").exists() and path.is_file()]
+    except OSError:
+        return []
+    if not orphans:
+        return []
+    try:
+        current = json.loads((root / PROJECT_FILE).read_text(encoding="utf-8"))["current_model"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return []  # cannot tell which one is current: leave them all
+    return [path for path in orphans if path.name != current]
 
 
 def needs_recovery(root: Path) -> bool:
