@@ -535,3 +535,23 @@ def test_add_copies_new_images_into_a_project(
     out = capsys.readouterr().out
     assert "added 1 image(s)" in out and re.search(r"skipped .*img-2\.png: .*already", out)
     assert Project.open(project.root).image_names() == ["img-1", "img-2", "img-3"]
+
+
+def test_a_fifo_as_mask_gives_one_line_and_no_hang(make_project: MakeProject,
+                                                    tmp_path: Path) -> None:
+    project = make_project(n_images=2)
+    mask = np.full((64, 64), UNLABELLED, dtype=np.uint8)
+    mask[:32] = truth("img-2")[:32]
+    project.save_mask("img-2", mask)
+    fifo = project.mask_path("img-1")
+    os.mkfifo(fifo)
+
+    info = run_cli("info", project.root, home=tmp_path)  # a hang raises TimeoutExpired
+    export = run_cli("export", project.root, "--out", tmp_path / "out", home=tmp_path)
+
+    assert info.returncode == 0 and "Traceback" not in info.stderr
+    assert export.returncode == 0 and re.search(r"skipped img-1: .*FIFO", export.stdout)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["img-2.png"]
+    train = run_cli("train", project.root, "--max-seconds", "1", home=tmp_path)
+    assert train.returncode == 1 and "Traceback" not in train.stderr
+    assert len(error_lines(train.stderr)) == 1 and f"{fifo}: is a FIFO" in train.stderr

@@ -469,3 +469,60 @@ def test_the_window_holds_the_project_until_it_closes(open_window):
     window.close()
     with ProjectLock.acquire(window.project.root, "segtool train"):
         pass
+
+
+def test_a_fifo_as_mask_is_refused_and_the_window_opens(make_project, open_window):
+    project = make_project(n_images=2, size=SIZE)
+    os.mkfifo(project.mask_path("img-1"))
+
+    window = open_window(project)  # would block forever opening the FIFO
+
+    assert window.current_stem == "img-1"
+    assert (window.opened.document.mask == UNLABELLED).all()
+    assert "FIFO" in window.statusBar().currentMessage()
+    window.close()
+
+
+def test_a_masks_link_leading_out_of_the_project_is_never_written(
+    make_project, open_window, tmp_path
+):
+    project = make_project(n_images=2, size=SIZE)
+    elsewhere = tmp_path / "someone-elses-folder"
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "img-1.png"), np.zeros((10, 10), np.uint8))  # wrong size
+    project.masks_dir.rmdir()
+    project.masks_dir.symlink_to(elsewhere)
+
+    window = open_window(project)
+    drag(window.canvas, [(10, 20), (40, 20)])
+    window.save_current()
+
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["img-1.png"]  # nothing renamed
+    assert cv2.imread(str(elsewhere / "img-1.png"), 0).shape == (10, 10)
+    assert "leads out of the project" in window.statusBar().currentMessage()
+    window.close()
+
+
+def test_a_read_only_project_opens_for_viewing(make_project, open_window, monkeypatch):
+    project = make_project(n_images=2, size=SIZE)
+    cv2.imwrite(str(project.mask_path("img-1")), np.zeros((10, 10), np.uint8))  # wrong size
+    before = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()}
+    real_statvfs = os.statvfs
+
+    class ReadOnlyMount:
+        def __init__(self, path):
+            self._real = real_statvfs(path)
+            self.f_flag = self._real.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", ReadOnlyMount)  # as a read-only mount reports it
+
+    window = open_window(project)
+
+    assert window.read_only and window.read_only_banner.isVisible()
+    assert "read-only file system" in window.read_only_banner.text()
+    assert "left alone" in window.statusBar().currentMessage()
+    drag(window.canvas, [(10, 20), (40, 20)])
+    window.autosave_timer.timeout.emit()
+    window.close()
+    after = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()}
+    assert after == before  # no mask set aside, nothing written

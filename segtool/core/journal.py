@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segtool.core.files import read_regular_bytes
+
 _HEADER = struct.Struct("<2sIIIII")
 _MAGIC = b"SJ"
 
@@ -51,7 +53,7 @@ class EditJournal:
 
     def replay(self, mask: np.ndarray) -> int:
         """Apply every complete record to ``mask`` in place; returns how many were applied."""
-        data = self.path.read_bytes() if self.path.exists() else b""
+        data = read_regular_bytes(self.path) if self.path.exists() else b""
         offset, applied = 0, 0
         while offset + _HEADER.size <= len(data):
             magic, y0, x0, height, width, length = _HEADER.unpack_from(data, offset)

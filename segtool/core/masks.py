@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segtool.core.atomic import atomic_write_bytes
 from segtool.core.errors import SegtoolError
+from segtool.core.files import open_regular
 from segtool.core.images import DEFAULT_MAX_PIXELS
 
 UNLABELLED: int = 255
@@ -35,7 +36,7 @@ def read_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
     """
     file = Path(path)
     try:
-        with Image.open(file) as image:
+        with open_regular(file) as handle, Image.open(handle) as image:
             if image.format != "PNG":
                 raise SegtoolError(f"mask must be a PNG file, found {image.format}", file)
             if image.mode not in ("P", "L"):

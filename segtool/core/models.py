@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segtool.core.errors import SegtoolError
+from segtool.core.files import read_regular_text
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def read_sidecar(model_path: str | Path) -> dict:
     """The sidecar of ``model_path``; SegtoolError naming the file if missing or malformed."""
     path = sidecar_path(model_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path))
     except FileNotFoundError:
         raise SegtoolError("model sidecar is missing", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -35,6 +35,7 @@ import numpy as np
 
 from segtool.core.atomic import atomic_write_text, atomic_writer
 from segtool.core.errors import SegtoolError
+from segtool.core.files import read_regular_text
 from segtool.core.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, image_info, read_image
 from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
 from segtool.core.recovery import recover_if_idle
@@ -198,7 +199,7 @@ class Project:
             recover_if_idle(folder)  # a class deletion or writes a killed segtool left undone
         stamp = file_stamp(file)  # before reading: a change meanwhile is caught at save
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            data = json.loads(read_regular_text(file))
         except FileNotFoundError:
             raise SegtoolError(f"not a segtool project (no {PROJECT_FILE})", folder) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
