@@ -68,3 +68,20 @@ def test_new_from_the_start_page_refuses_the_root_and_a_non_empty_folder(
     qtbot.addWidget(window)
     assert window.project.image_names() == ["a"]
     window.close()
+
+
+def test_a_last_project_that_no_longer_opens_shows_the_start_page_with_why(
+    qtbot, qsettings_tmp, make_project
+):
+    from segtool.gui import settings as keys
+
+    project = make_project(n_images=1, size=32)
+    project.project_file.write_text('{"version": 1, "classes": [', encoding="utf-8")
+    keys.settings().setValue(keys.LAST_PROJECT, str(project.root))
+
+    window = first_window(None)
+    qtbot.addWidget(window)
+
+    assert isinstance(window, StartWindow)
+    message = window.page.message
+    assert not message.isHidden() and str(project.project_file) in message.text()

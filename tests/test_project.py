@@ -294,3 +294,50 @@ def test_pixel_limit_is_a_project_setting_kept_in_segtool_json(tmp_path):
         text = project.project_file.read_text().replace('"max_pixels": 4000', '"max_pixels": -1')
         project.project_file.write_text(text)
         Project.open(project.root)
+
+
+HOSTILE_IMAGES = {
+    "nul in the name": {"a\u0000b": {"file": "a\u0000b.png", "status": "unlabelled"}},
+    "status a list": {"a": {"file": "a.png", "status": ["reviewed"]}},
+    "status a number": {"a": {"file": "a.png", "status": 3}},
+    "dot-dot file": {"..": {"file": "..", "status": "unlabelled"}},
+    "empty name": {"": {"file": "", "status": "unlabelled"}},
+}
+
+
+@pytest.mark.parametrize("images", list(HOSTILE_IMAGES.values()), ids=list(HOSTILE_IMAGES))
+def test_hostile_image_entries_are_one_error_naming_the_file(tmp_path, images):
+    Project.create(tmp_path / "p")
+    file = tmp_path / "p" / "segtool.json"
+    data = json.loads(file.read_text())
+    data["images"] = images
+    file.write_text(json.dumps(data))
+    with pytest.raises(SegtoolError, match="malformed project file") as error:
+        Project.open(tmp_path / "p")
+    assert str(file) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_deeply_nested_project_file_is_one_cli_line(tmp_path):
+    import subprocess
+    import sys
+
+    Project.create(tmp_path / "p")
+    file = tmp_path / "p" / "segtool.json"
+    file.write_text('{"version": 1, "classes": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    result = subprocess.run([sys.executable, "-m", "segtool", "info", str(tmp_path / "p")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"segtool: error: {file}: malformed project file: nested too deeply"]
+
+
+def test_deeply_nested_sidecar_is_one_warning_not_a_crash(tmp_path):
+    from segtool.core.models import list_models, read_sidecar
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "m.keras").write_bytes(b"PK")
+    (models / "m.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SegtoolError, match="nested too deeply"):
+        read_sidecar(models / "m.keras")
+    assert list_models(models) == []

@@ -54,6 +54,8 @@ def read_sidecar(model_path: str | Path) -> dict:
         data = json.loads(read_regular_text(path))
     except FileNotFoundError:
         raise SegtoolError("model sidecar is missing", path) from None
+    except RecursionError:
+        raise SegtoolError("malformed model sidecar (nested too deeply)", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SegtoolError(f"malformed model sidecar ({error})", path) from None
     if not isinstance(data, dict):

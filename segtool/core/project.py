@@ -202,6 +202,8 @@ class Project:
             data = json.loads(read_regular_text(file))
         except FileNotFoundError:
             raise SegtoolError(f"not a segtool project (no {PROJECT_FILE})", folder) from None
+        except RecursionError:
+            raise SegtoolError("malformed project file: nested too deeply", file) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise SegtoolError(f"cannot read project file ({error})", file) from None
         classes, images, current_model, max_pixels = _parse_project(data, file)
@@ -569,12 +571,14 @@ def _parse_project(
     for stem, entry in raw_images.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise SegtoolError(f"malformed project file: image {stem!r} has no file", file)
-        if Path(entry["file"]).name != entry["file"] or Path(entry["file"]).stem != stem:
+        name = entry["file"]
+        if (Path(name).name != name or Path(name).stem != stem or not stem
+                or name.startswith(".") or "\0" in name):
             raise SegtoolError(
-                f"malformed project file: image {stem!r} names file {entry['file']!r}", file
+                f"malformed project file: image {stem!r} names file {name!r}", file
             )
         status = entry.get("status", ImageStatus.UNLABELLED.value)
-        if status not in statuses:
+        if not isinstance(status, str) or status not in statuses:
             raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
         images[stem] = {"file": entry["file"], "status": status}
     max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)

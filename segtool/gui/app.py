@@ -123,15 +123,20 @@ def first_window(
     saying no shows the start page.
     """
     ask = ask or partial(ask_dialog, None)
-    if project is None:
-        last = keys.settings().value(keys.LAST_PROJECT)
-        if last and (Path(str(last)) / "segtool.json").exists():
-            project = Path(str(last))
-    if project is not None:
+    if project is not None:  # named by the user: an error is theirs to read (one line)
         window = open_main_window(Project.open(project), ask)
-        if window is not None:
-            return window
-    return StartWindow()
+        return window if window is not None else StartWindow()
+    last = keys.settings().value(keys.LAST_PROJECT)
+    if not last:
+        return StartWindow()
+    try:
+        window = open_main_window(Project.open(Path(str(last))), ask)
+    except SegtoolError as error:
+        log.warning("the last project does not open: %s", error)
+        start = StartWindow()
+        start.page.show_message(f"The last project could not be opened: {error}")
+        return start
+    return window if window is not None else StartWindow()
 
 
 def run_gui(project: Path | None = None) -> int:

@@ -20,6 +20,12 @@ class StartPage(QWidget):
         title = QLabel("<h1>segtool</h1><p>Label images; the U-Net learns as you go.</p>")
         title.setAlignment(Qt.AlignCenter)
         layout.addWidget(title)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setAlignment(Qt.AlignCenter)
+        self.message.setStyleSheet("color: #b00020;")
+        self.message.setVisible(False)
+        layout.addWidget(self.message)
         for text, signal in (("Open project…", self.open_requested),
                              ("New project from a folder of images…", self.new_requested),
                              ("Open the demo project", self.demo_requested)):
@@ -27,3 +33,8 @@ class StartPage(QWidget):
             button.setMinimumWidth(320)
             button.clicked.connect(signal.emit)
             layout.addWidget(button, alignment=Qt.AlignCenter)
+
+    def show_message(self, text: str) -> None:
+        """Show why something did not open (e.g. the last project), above the buttons."""
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
