@@ -526,3 +526,25 @@ def test_a_read_only_project_opens_for_viewing(make_project, open_window, monkey
     window.close()
     after = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()}
     assert after == before  # no mask set aside, nothing written
+
+
+def test_a_current_model_with_a_malformed_sidecar_does_not_stop_the_window(
+    make_project, open_window, qtbot
+):
+    import json
+
+    project = make_project(n_images=2, size=SIZE)
+    _tiny_model(project)
+    sidecar = project.models_dir / "tiny.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "trained_on": 5,
+                                   "channels": "rgb"}), encoding="utf-8")
+
+    window = open_window(project)
+
+    assert window.current_stem == "img-1" and window.isVisible()
+    qtbot.waitUntil(lambda: "malformed model sidecar" in window.statusBar().currentMessage(),
+                    timeout=120_000)
+    assert str(sidecar) in window.statusBar().currentMessage()
+    drag(window.canvas, [(10, 10), (30, 10)])
+    assert (window.opened.document.mask == 1).any()  # labelling goes on
+    window.close()

@@ -192,3 +192,83 @@ def test_sidecar_missing_or_malformed(tmp_path, saved):
     saved.with_suffix(".json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(SegtoolError, match="not a JSON object"):
         read_sidecar(saved)
+
+
+def _rewrite(saved: Path, target: Path, change) -> Path:
+    """A copy of ``saved`` with ``change(members)`` applied to its zip members (name: bytes)."""
+    with zipfile.ZipFile(saved) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    change(members)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+def test_a_config_declaring_huge_weights_is_refused_before_keras_builds_it(
+    tmp_path, saved, monkeypatch
+):
+    def huge(members):
+        config = json.loads(members["config.json"])
+        layer = next(item for item in config["config"]["layers"]
+                     if item["class_name"] == "Conv2D")
+        layer["config"]["filters"] = 2**31  # 9 x 2**31 x ... floats: the process would be killed
+        members["config.json"] = json.dumps(config).encode()
+
+    crafted = _rewrite(saved, tmp_path / "huge.keras", huge)
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: pytest.fail("built it"))
+    with pytest.raises(SegtoolError, match="parameters, far beyond a U-Net") as refused:
+        load_model(crafted)
+    assert str(crafted) in str(refused.value)
+
+
+def test_a_real_unet_is_well_inside_the_parameter_estimate():
+    config = build_unet(3, 8, depth=5, base_filters=64).get_config()
+    assert modelfile.estimate_parameters({"config": config}) < modelfile.MAX_PARAMETERS
+
+
+def test_a_zip_bomb_is_refused_from_its_declared_sizes(tmp_path, saved, monkeypatch):
+    def bomb(members):
+        members["model.weights.h5"] = bytes(64 * 2**20)  # 64 MiB of zeros: about 64 KiB zipped
+
+    crafted = _rewrite(saved, tmp_path / "bomb.keras", bomb)
+    assert crafted.stat().st_size < 2**20
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", lambda self: pytest.fail("decompressed"))
+    with pytest.raises(SegtoolError, match="zip bomb"):
+        load_model(crafted)
+
+
+def test_a_deeply_nested_config_is_one_error(tmp_path, saved):
+    def nested(members):
+        members["config.json"] = ("[" * 100_000 + "]" * 100_000).encode()
+
+    with pytest.raises(SegtoolError, match="nested too deeply"):
+        load_model(_rewrite(saved, tmp_path / "nested.keras", nested))
+
+
+@pytest.mark.parametrize("key, value", [("trained_on", 5), ("channels", "rgb"),
+                                        ("metrics", {"val_iou": "nope"}),
+                                        ("metrics", {"mean_val_iou": "high"}),
+                                        ("labelled_pixels", -1)])
+def test_a_sidecar_with_wrong_types_is_one_error(tmp_path, saved, key, value):
+    from segtool.core.models import list_models
+
+    saved.with_suffix(".json").write_text(json.dumps({**SIDECAR, key: value}), encoding="utf-8")
+    with pytest.raises(SegtoolError, match="malformed model sidecar: '.*' must be") as refused:
+        load_model(saved)
+    assert str(saved.with_suffix(".json")) in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert list_models(tmp_path) == []  # listed nowhere, and nothing raised
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/tmp/x.keras", "", ".."])
+def test_current_model_must_be_a_file_name_in_models(tmp_path, name):
+    from segtool.core.project import Project
+
+    Project.create(tmp_path / "p")
+    file = tmp_path / "p" / "segtool.json"
+    data = json.loads(file.read_text())
+    data["current_model"] = name
+    file.write_text(json.dumps(data))
+    with pytest.raises(SegtoolError, match="'current_model' must be a file name in models/"):
+        Project.open(tmp_path / "p")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segtool.core.errors import SegtoolError
 from segtool.core.files import read_regular_text
@@ -60,7 +62,56 @@ def read_sidecar(model_path: str | Path) -> dict:
         raise SegtoolError(f"malformed model sidecar ({error})", path) from None
     if not isinstance(data, dict):
         raise SegtoolError("malformed model sidecar (not a JSON object)", path)
+    problem = sidecar_problem(data)
+    if problem:
+        raise SegtoolError(f"malformed model sidecar: {problem}", path)
     return data
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# The sidecar keys segtool reads, with the check their value must pass. Other keys are kept
+# as they are (newer segtools may add some).
+_SIDECAR_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "channels": ("a channel count 1..4", lambda v: _is_count(v) and 1 <= v <= 4),
+    "classes": ("a list of {name, colour} objects",
+                lambda v: isinstance(v, list) and all(
+                    isinstance(c, dict) and isinstance(c.get("name"), str) for c in v)),
+    "trained_on": ("a list of image names",
+                   lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+    "created": ("a date string", lambda v: isinstance(v, str)),
+    "device": ("a string", lambda v: isinstance(v, str)),
+    "parent": ("a model file name or null", lambda v: v is None or isinstance(v, str)),
+    "normalisation": ("an object", lambda v: isinstance(v, dict)),
+    "labelled_pixels": ("a pixel count", _is_count),
+    "steps": ("a step count", _is_count),
+    "seconds": ("a number of seconds", _is_number),
+    "metrics": ("an object", lambda v: isinstance(v, dict)),
+}
+_METRIC_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "val_iou": ("an object of class name: IoU (a number or null)",
+                lambda v: isinstance(v, dict) and all(
+                    x is None or _is_number(x) for x in v.values())),
+    "mean_val_iou": ("a number or null", lambda v: v is None or _is_number(v)),
+}
+
+
+def sidecar_problem(data: dict) -> str | None:
+    """What is wrong with the types in sidecar ``data`` (e.g. ``"'channels' must be ..."``),
+    or None. Only keys segtool reads are checked."""
+    for table, where in ((_SIDECAR_KEYS, data), (_METRIC_KEYS, data.get("metrics", {}))):
+        for key, (expected, check) in table.items():
+            if key in where and not check(where[key]):
+                shown = repr(where[key])
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                return f"{key!r} must be {expected}, found {shown}"
+    return None
 
 
 def list_models(models_dir: Path) -> list[ModelRecord]:

@@ -561,8 +561,12 @@ def _parse_project(
     if len(classes) > MAX_CLASSES:
         raise SegtoolError(f"malformed project file: more than {MAX_CLASSES} classes", file)
     current_model = data.get("current_model")
-    if current_model is not None and not isinstance(current_model, str):
-        raise SegtoolError("malformed project file: 'current_model' must be a string", file)
+    if current_model is not None and (
+        not isinstance(current_model, str) or Path(current_model).name != current_model
+        or current_model in ("", ".", "..") or "\0" in current_model
+    ):
+        raise SegtoolError("malformed project file: 'current_model' must be a file name in "
+                           f"models/, found {current_model!r:.60}", file)
     raw_images = data.get("images", {})
     if not isinstance(raw_images, dict):
         raise SegtoolError("malformed project file: 'images' must be an object", file)

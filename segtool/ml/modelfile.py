@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 MODEL_SUFFIX = ".keras"
 MAX_CONFIG_BYTES = 16 * 2**20
 """A model's config.json is tens of kilobytes; anything this big is not a segtool model."""
+MAX_ARCHIVE_BYTES = 4 * 2**30
+"""Uncompressed size of all files in a .keras zip (a U-Net of 100M parameters is 400 MB)."""
+MAX_COMPRESSION_RATIO = 200
+"""Weights barely compress; a large member shrunk more than this is a zip bomb."""
+MAX_PARAMETERS = 10**9
+"""Upper estimate of a model's parameters from its config; segtool's U-Nets have < 50M."""
 
 _ALLOWED_MODULE_ROOT = "keras"
 _BASE64_BLOB = re.compile(r"[A-Za-z0-9+/=\s]{32,}")
@@ -111,6 +117,10 @@ def load_model(
     problem = _code_in_config(config)
     if problem is not None:
         raise SegtoolError(f"refused: the model carries code ({problem})", source)
+    parameters = estimate_parameters(config)
+    if parameters > MAX_PARAMETERS:
+        raise SegtoolError(f"refused: the model declares about {parameters:.3g} parameters, far "
+                           f"beyond a U-Net (at most {MAX_PARAMETERS:.0e} are loaded)", source)
     try:
         # safe_mode refuses Lambda layers and pickled functions a second time.
         model = keras.saving.load_model(str(source), safe_mode=True, compile=False)
@@ -125,6 +135,7 @@ def _read_config(source: Path) -> dict:
     """The parsed ``config.json`` of a ``.keras`` zip, after checking the archive's CRCs."""
     try:
         with zipfile.ZipFile(source) as archive:
+            _check_declared_sizes(archive, source)  # before anything is decompressed
             damaged = archive.testzip()
             if damaged is not None:
                 raise SegtoolError(f"corrupt model file (bad checksum in {damaged})", source)
@@ -139,11 +150,61 @@ def _read_config(source: Path) -> dict:
         raise SegtoolError(f"corrupt model file ({_first_line(error)})", source) from error
     try:
         config = json.loads(text)
+    except RecursionError:
+        raise SegtoolError("corrupt model file (config.json is nested too deeply)",
+                           source) from None
     except json.JSONDecodeError as error:
         raise SegtoolError(f"corrupt model file (config.json: {error})", source) from error
     if not isinstance(config, dict):
         raise SegtoolError("corrupt model file (config.json is not an object)", source)
     return config
+
+
+def _check_declared_sizes(archive: zipfile.ZipFile, source: Path) -> None:
+    """Refuse a zip whose members declare too much data or compress like a zip bomb."""
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if info.file_size > 2**20 and info.file_size > MAX_COMPRESSION_RATIO * max(
+                info.compress_size, 1):
+            raise SegtoolError(f"refused: {info.filename} inside unpacks {info.file_size:,} "
+                               f"bytes from {info.compress_size:,} (a zip bomb?)", source)
+    if total > MAX_ARCHIVE_BYTES:
+        raise SegtoolError(f"refused: the archive unpacks to {total:,} bytes, more than any "
+                           "segtool model", source)
+
+
+def estimate_parameters(config: dict) -> int:
+    """An upper estimate of the weights a Keras config declares, without building it.
+
+    Each layer with ``filters`` (convolutions) counts ``kernel area x filters x 2 filters``
+    (a U-Net layer takes at most twice its own filters in), each with ``units`` (dense)
+    ``units x 2 units``, each with ``input_dim``/``output_dim`` (embeddings) their product.
+    Generous for real U-Nets; absurd declarations come out absurd.
+    """
+    total = 0
+    for node in _json_nodes(config):
+        if not isinstance(node, dict):
+            continue
+        filters = _whole(node.get("filters"))
+        if filters:
+            kernel = node.get("kernel_size", 1)
+            sides = kernel if isinstance(kernel, list) else [kernel]
+            area = 1
+            for side in sides:
+                area *= max(_whole(side), 1)
+            total += area * filters * 2 * filters
+        units = _whole(node.get("units"))
+        total += units * 2 * units
+        total += _whole(node.get("input_dim")) * _whole(node.get("output_dim"))
+    return total
+
+
+def _whole(value: object) -> int:
+    """``value`` if it is a positive whole number (as JSON gives one), else 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value) if value > 0 and value == int(value) else 0
 
 
 def _code_in_config(config: dict) -> str | None:
