@@ -555,3 +555,27 @@ def test_a_fifo_as_mask_gives_one_line_and_no_hang(make_project: MakeProject,
     train = run_cli("train", project.root, "--max-seconds", "1", home=tmp_path)
     assert train.returncode == 1 and "Traceback" not in train.stderr
     assert len(error_lines(train.stderr)) == 1 and f"{fifo}: is a FIFO" in train.stderr
+
+
+def test_a_full_disk_names_the_file_being_written(
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    project = make_project(n_images=1)
+    mask = np.full((64, 64), UNLABELLED, dtype=np.uint8)
+    mask[:8] = 1
+    project.save_mask("img-1", mask)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "out"
+
+    assert main(["export", str(project.root), "--out", str(out)]) == 1
+
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == [f"segtool: error: {out / 'img-1.png'}: No space left on device"]
+    assert not list(out.iterdir())  # no temporary file left

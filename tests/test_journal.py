@@ -34,3 +34,37 @@ def test_newer_than_and_clear(tmp_path):
     assert journal.newer_than(mask_file)  # no saved mask yet
     journal.clear()
     assert not journal.exists()
+
+
+def test_a_torn_record_does_not_hide_the_complete_records_after_it(tmp_path):
+    journal = EditJournal(tmp_path / "j.journal")
+    journal.append((0, 0, 2, 2), np.full((2, 2), 1, np.uint8))
+    first = journal.path.read_bytes()
+    journal.append((4, 4, 2, 2), np.full((2, 2), 2, np.uint8))
+    torn = journal.path.read_bytes()[len(first):-5]  # a full disk cut this append short
+    journal.path.write_bytes(first + torn)
+    journal.append((6, 0, 1, 3), np.full((1, 3), 3, np.uint8))  # room again: later strokes
+    mask = np.full((8, 8), 255, np.uint8)
+    assert journal.replay(mask) == 2
+    assert (mask[0:2, 0:2] == 1).all() and (mask[6, 0:3] == 3).all()
+    assert (mask[4:6, 4:6] == 255).all()
+
+
+def test_a_failed_append_names_the_journal_and_leaves_no_torn_record(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    journal = EditJournal(tmp_path / "j.journal")
+    journal.append((0, 0, 2, 2), np.full((2, 2), 1, np.uint8))
+    size = journal.path.stat().st_size
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        journal.append((4, 4, 2, 2), np.full((2, 2), 2, np.uint8))
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(journal.path)
+    assert journal.path.stat().st_size == size

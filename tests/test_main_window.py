@@ -548,3 +548,25 @@ def test_a_current_model_with_a_malformed_sidecar_does_not_stop_the_window(
     drag(window.canvas, [(10, 10), (30, 10)])
     assert (window.opened.document.mask == 1).any()  # labelling goes on
     window.close()
+
+
+def test_a_full_disk_turns_crash_protection_off_with_a_message(open_window, monkeypatch):
+    import errno
+
+    from segtool.core.journal import EditJournal
+
+    window = open_window()
+
+    def full(self, rect, pixels):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(EditJournal, "append", full)
+    drag(window.canvas, [(10, 10), (30, 10)])  # an exception here would fail the test
+
+    message = window.statusBar().currentMessage()
+    assert "crash protection is off: disk full" in message
+    assert str(window.workspace.journal("img-1").path) in message
+    assert (window.opened.document.mask == 1).any()  # the stroke is kept
+    monkeypatch.undo()
+    window.save_current()
+    assert (saved_mask(window) == 1).any()

@@ -31,11 +31,22 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError) and error.filename != str(target):
+            # A failed write or fsync names no file (ENOSPC: "No space left on device"):
+            # name the one the user knows, not the temporary one.
+            raise named_error(error, target) from error
         raise
     _fsync_dir(target.parent)
+
+
+def named_error(error: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``error`` again (same errno, so the same subclass) but naming ``path``."""
+    if error.errno is None:
+        return OSError(f"{os.fspath(path)}: {error}")
+    return OSError(error.errno, error.strerror or str(error), os.fspath(path))
 
 
 def _take_mode(fd: int, target: Path) -> None:

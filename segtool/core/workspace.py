@@ -9,6 +9,7 @@ clears it.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import logging
 import os
 from collections import OrderedDict
@@ -140,14 +141,26 @@ class Workspace:
         pending = self._pending.get(stem)
         self._pending[stem] = rect if pending is None else pending.union(rect)
 
-    def commit(self, stem: str) -> None:
-        """Append the pixels changed since the last commit to ``stem``'s crash journal."""
+    def commit(self, stem: str) -> str | None:
+        """Append the pixels changed since the last commit to ``stem``'s crash journal.
+
+        Returns None, or the problem to show the user when the journal cannot be written
+        (``"crash protection is off: disk full (...)"``); the edit itself is kept.
+        """
         rect = self._pending.pop(stem, None)
         document = self._documents.get(stem)
         if rect is None or document is None or rect.is_empty:
-            return
+            return None
         pixels = document.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
-        self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels)
+        try:
+            self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels)
+        except OSError as error:
+            cause = "disk full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+            problem = (f"crash protection is off: {cause} ({error.filename or 'journal'}); "
+                       "save with Ctrl+S when there is room")
+            log.warning("%s", problem)
+            return problem
+        return None
 
     def restore_journal(self, stem: str) -> int:
         """Replay ``stem``'s journal onto its document as one undoable step; returns records."""

@@ -353,7 +353,9 @@ class MainWindow(QMainWindow):
 
     def _on_edited(self) -> None:
         if self.current_stem is not None:
-            self.workspace.commit(self.current_stem)
+            problem = self.workspace.commit(self.current_stem)
+            if problem:
+                self.show_error(problem)
 
     def _step_brush(self, direction: int) -> None:
         size = self.canvas.brush_size
