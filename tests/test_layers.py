@@ -70,3 +70,17 @@ def test_gui_modules_do_not_load_tensorflow_at_import():
     assert "PySide6.QtWidgets" in report["loaded"]
     offenders = [m for m in report["loaded"] if m.split(".")[0] in ("tensorflow", "keras")]
     assert offenders == [], f"importing segtool.gui pulled in {offenders[:10]}"
+
+
+def test_only_the_workers_name_segtool_ml():
+    from pathlib import Path
+
+    import segtool.gui
+
+    gui = Path(segtool.gui.__file__).parent
+    workers = gui / "workers"
+    assert (workers / "__init__.py").is_file()  # the bridge is a folder of its own
+    naming = sorted(str(path.relative_to(gui)) for path in gui.rglob("*.py")
+                    if workers not in path.parents and "segtool.ml" in path.read_text("utf-8"))
+    assert naming == [], f"gui modules outside workers/ name segtool.ml: {naming}"
+    assert any("segtool.ml" in path.read_text("utf-8") for path in workers.glob("*.py"))
