@@ -68,3 +68,23 @@ def test_a_failed_append_names_the_journal_and_leaves_no_torn_record(tmp_path, m
         journal.append((4, 4, 2, 2), np.full((2, 2), 2, np.uint8))
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(journal.path)
     assert journal.path.stat().st_size == size
+
+
+def test_the_document_tells_the_workspace_each_finished_step_no_window_needed(make_project):
+    from segtool.core.workspace import Workspace
+
+    project = make_project(n_images=1, size=32)
+    workspace = Workspace(project)
+    document = workspace.open("img-1").document
+    journal = workspace.journal("img-1")
+
+    document.begin_stroke()
+    document.paint_segment((2, 2), (20, 2), 1.5, 1)
+    assert not journal.exists()  # mid-stroke: nothing journalled yet
+    document.end_stroke()
+    replayed = np.full((32, 32), 255, np.uint8)
+    assert journal.replay(replayed) == 1 and replayed[2, 10] == 1
+
+    document.undo()  # an undo is a step the journal must know too
+    replayed = np.full((32, 32), 255, np.uint8)
+    assert journal.replay(replayed) == 2 and replayed[2, 10] == 255

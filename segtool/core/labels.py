@@ -1,7 +1,9 @@
 """The label document: one image's mask, the edits made to it, and their undo history.
 
 No Qt here. Views subscribe with a plain callable ``on_change(rect)`` and repaint only
-``rect``; they never keep their own copy of the mask.
+``rect``; they never keep their own copy of the mask. Whoever keeps a record of the edits
+(the crash journal) subscribes with ``on_step(rect)``, called once per finished undo step,
+undo and redo included.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class LabelDocument:
         self._recorder: StrokeRecorder | None = None
         self._stroke_is_explicit = False
         self._subscribers: list[ChangeCallback] = []
+        self._step_subscribers: list[ChangeCallback] = []
         self.paint_unlabelled_only = False
         self.read_only = False
         self.revision = 0
@@ -112,6 +115,15 @@ class LabelDocument:
         for on_change in list(self._subscribers):
             on_change(rect)
 
+    def subscribe_steps(self, on_step: ChangeCallback) -> None:
+        """Call ``on_step(rect)`` after each finished undo step (a stroke, undo, redo)."""
+        if on_step not in self._step_subscribers:
+            self._step_subscribers.append(on_step)
+
+    def _step_done(self, rect: Rect) -> None:
+        for on_step in list(self._step_subscribers):
+            on_step(rect)
+
     # -- strokes and history -------------------------------------------------------------
 
     def begin_stroke(self) -> None:
@@ -135,6 +147,7 @@ class LabelDocument:
             return EMPTY_RECT
         self._history.push(change)
         self.revision += 1
+        self._step_done(change.rect)
         return change.rect
 
     def undo(self) -> Rect:
@@ -149,6 +162,7 @@ class LabelDocument:
         rect = change.revert(self._mask)
         self.revision += 1
         self._notify(rect)
+        self._step_done(rect)
         return rect
 
     def redo(self) -> Rect:
@@ -163,6 +177,7 @@ class LabelDocument:
         rect = change.apply(self._mask)
         self.revision += 1
         self._notify(rect)
+        self._step_done(rect)
         return rect
 
     def clear_history(self) -> None:

@@ -2,8 +2,9 @@
 
 No Qt: the window drives a :class:`Workspace` and shows what it returns. Each image keeps
 its :class:`LabelDocument` (and so its undo history) while the session lasts, within a total
-memory cap; every finished edit is appended to the image's crash journal, and saving the mask
-clears it.
+memory cap; every finished undo step is appended to the image's crash journal (the document
+tells the workspace, no view in between), and saving the mask clears it. Problems found on
+the way (a journal that cannot be written) go to ``subscribe_problems`` listeners.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import errno
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class Workspace:
         self._pending: dict[str, Rect] = {}
         self.unreadable: dict[str, str] = {}
         self.paint_unlabelled_only = False
+        self._problem_listeners: list[Callable[[str], None]] = []
 
     # -- opening -------------------------------------------------------------------------
 
@@ -74,6 +77,7 @@ class Workspace:
         if document is None or document.shape != image.shape[:2]:
             document = LabelDocument(self._load_mask(stem, image.shape[:2], messages))
             document.subscribe(lambda rect, stem=stem: self.note_change(stem, rect))
+            document.subscribe_steps(lambda _rect, stem=stem: self._journal_step(stem))
             self._documents[stem] = document
         document.paint_unlabelled_only = self.paint_unlabelled_only
         document.read_only = self.read_only
@@ -140,6 +144,16 @@ class Workspace:
             return
         pending = self._pending.get(stem)
         self._pending[stem] = rect if pending is None else pending.union(rect)
+
+    def subscribe_problems(self, on_problem: Callable[[str], None]) -> None:
+        """Call ``on_problem(message)`` for problems the user should see (journal failures)."""
+        self._problem_listeners.append(on_problem)
+
+    def _journal_step(self, stem: str) -> None:
+        problem = self.commit(stem)
+        if problem:
+            for on_problem in list(self._problem_listeners):
+                on_problem(problem)
 
     def commit(self, stem: str) -> str | None:
         """Append the pixels changed since the last commit to ``stem``'s crash journal.

@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.project = project
         project.read_only = read_only
         self.workspace = Workspace(project)
+        self.workspace.subscribe_problems(self.show_error)
         self.current_stem: str | None = None
         self.opened: OpenedImage | None = None
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
@@ -211,7 +212,6 @@ class MainWindow(QMainWindow):
             action.triggered.connect(partial(self.select_class, int(digit)))
             self.addAction(action)
 
-        self.canvas.edited.connect(self._on_edited)
         self.canvas.cursor_moved.connect(self._show_pixel)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"zoom {z * 100:.0f}%"))
         self.canvas.brush_size_changed.connect(self._on_brush_size)
@@ -351,12 +351,6 @@ class MainWindow(QMainWindow):
         if rect.is_empty:
             self.statusBar().showMessage("No prediction to accept here", 3000)
 
-    def _on_edited(self) -> None:
-        if self.current_stem is not None:
-            problem = self.workspace.commit(self.current_stem)
-            if problem:
-                self.show_error(problem)
-
     def _step_brush(self, direction: int) -> None:
         size = self.canvas.brush_size
         step = max(1, round(size * 0.2))
@@ -488,6 +482,7 @@ class MainWindow(QMainWindow):
             return
         stem = self.current_stem
         self.workspace = Workspace(self.project)  # histories refer to the old class numbers
+        self.workspace.subscribe_problems(self.show_error)
         self.current_stem, self.opened = None, None
         self._edit_classes(lambda: class_edits.delete_class(self.project, index))
         if stem is not None:
