@@ -84,3 +84,14 @@ def test_only_the_workers_name_segtool_ml():
                     if workers not in path.parents and "segtool.ml" in path.read_text("utf-8"))
     assert naming == [], f"gui modules outside workers/ name segtool.ml: {naming}"
     assert any("segtool.ml" in path.read_text("utf-8") for path in workers.glob("*.py"))
+
+
+def test_no_gui_part_reaches_into_the_main_window():
+    from pathlib import Path
+
+    import segtool.gui
+
+    gui = Path(segtool.gui.__file__).parent
+    importers = sorted(path.name for path in gui.rglob("*.py")
+                       if "main_window import" in path.read_text("utf-8"))
+    assert importers == ["app.py"], importers  # the window is wiring; nothing imports it back

@@ -117,3 +117,27 @@ def test_failure_is_shown_in_the_window_and_changes_nothing(qtbot, qsettings_tmp
     after = {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()}
     assert after == before
     window.close()
+
+
+def test_controller_and_prediction_layer_work_without_a_window(qtbot, qsettings_tmp,
+                                                               make_project):
+    from segtool.gui.models_panel import ModelsPanel
+    from segtool.gui.predictions import PredictionLayer
+    from segtool.gui.training import TrainingController
+    from segtool.gui.training_panel import TrainingPanel
+
+    project = make_project(n_images=1, size=SIZE)
+    panel, models = TrainingPanel(), ModelsPanel()
+    qtbot.addWidget(panel)
+    qtbot.addWidget(models)
+    asked = []
+    controller = TrainingController(project, panel, models,
+                                    before_start=lambda: asked.append(1) and False)
+    assert not controller.start() and asked == [1] and controller.thread is None
+
+    layer = PredictionLayer(project)
+    shown = []
+    layer.current_prediction.connect(lambda *args: shown.append(args))
+    layer.show_for("img-1")  # no model yet: nothing to compute, no thread started
+    assert layer.thread is None and shown == [] and layer.current_stem == "img-1"
+    layer.shutdown()

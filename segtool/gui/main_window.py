@@ -113,8 +113,10 @@ class MainWindow(QMainWindow):
         self.actions_by_name = build_actions(self)
         self._build_toolbar()
         self._build_status_bar()
-        self.predictions = PredictionLayer(self)
-        self.training = TrainingController(self)
+        self.predictions = PredictionLayer(project, self)
+        self.training = TrainingController(project, self.training_panel, self.models_panel,
+                                           before_start=partial(self.save_current, quiet=True),
+                                           parent=self)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
@@ -204,6 +206,11 @@ class MainWindow(QMainWindow):
         act[ActionName.LABEL_NEXT].triggered.connect(self.label_next)
         act[ActionName.ADD_IMAGES].triggered.connect(lambda: self.add_images())
         self.training.model_changed.connect(lambda _name: self.predictions.refresh_all())
+        for news in (self.training.message, self.predictions.message):
+            news.connect(self.statusBar().showMessage)
+        self.training.failed.connect(self.show_error)
+        self.predictions.failed.connect(self.show_error)
+        self.predictions.current_prediction.connect(self._show_prediction)
         self.predictions.updated.connect(self.image_list.refresh_uncertainty)
         self.image_list.set_uncertainty_source(self.predictions.uncertainty)
         for digit in CLASS_KEYS:
@@ -428,6 +435,12 @@ class MainWindow(QMainWindow):
     def _set_prediction_visible(self, visible: bool) -> None:
         self.canvas.set_prediction_visible(visible)
         self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(visible)
+
+    def _show_prediction(self, classes: np.ndarray, confidence: np.ndarray) -> None:
+        try:
+            self.canvas.set_prediction(classes, confidence)
+        except ValueError as error:  # the image changed size on disk meanwhile
+            log.warning("prediction not shown: %s", error)
 
     def _show_pixel(self, x: int, y: int) -> None:
         if self.opened is None or x < 0:

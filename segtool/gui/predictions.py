@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from segtool.core.project import ImageStatus
+from segtool.core.project import ImageStatus, Project
 from segtool.gui.workers import BACKGROUND, CURRENT, PredictionThread
-
-if TYPE_CHECKING:
-    from segtool.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +21,21 @@ class PredictionLayer(QObject):
 
     The thread (and TensorFlow) starts only when a prediction is first needed. Results are
     kept per image for the model that made them (the last few in full, all as a mean
-    uncertainty); a new current model makes them all stale.
+    uncertainty); a new current model makes them all stale. It knows the project and which
+    image is on screen (the last ``show_for``); the window shows what it emits:
+    ``current_prediction(classes, confidence)`` for the image on screen, ``message(text)``
+    news and ``failed(text)`` problems.
     """
 
     updated = Signal(str)  # stem whose prediction arrived
+    current_prediction = Signal(object, object)  # (H, W) uint8 classes and confidence
+    message = Signal(str, int)  # status-bar news, shown for that many ms
+    failed = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, project: Project, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.current_stem: str | None = None
         self.thread: PredictionThread | None = None
         self.results: OrderedDict[str, tuple[str, np.ndarray, np.ndarray]] = OrderedDict()
         self.uncertainties: dict[str, tuple[str, float]] = {}
@@ -41,13 +44,15 @@ class PredictionLayer(QObject):
 
     @property
     def model_name(self) -> str | None:
-        return self.window.project.current_model
+        """The project's current model (the one predictions are for)."""
+        return self.project.current_model
 
     def show_for(self, stem: str) -> None:
-        """Show ``stem``'s prediction if it is fresh, else ask the worker for it."""
+        """``stem`` is on screen: emit its prediction if fresh, else ask the worker for it."""
+        self.current_stem = stem
         cached = self.results.get(stem)
         if cached is not None and cached[0] == self.model_name:
-            self.window.canvas.set_prediction(cached[1], cached[2])
+            self.current_prediction.emit(cached[1], cached[2])
             return
         if self.model_name is None or self.closed:
             return
@@ -58,10 +63,10 @@ class PredictionLayer(QObject):
         if self.closed:
             return
         self._ensure_thread().clear_background()
-        if self.window.current_stem is not None:
-            self.show_for(self.window.current_stem)
-        for stem in self.window.project.image_names():
-            if stem != self.window.current_stem and self.model_name is not None:
+        if self.current_stem is not None:
+            self.show_for(self.current_stem)
+        for stem in self.project.image_names():
+            if stem != self.current_stem and self.model_name is not None:
                 self._ensure_thread().request(stem, self.model_name, BACKGROUND)
 
     def fresh(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -80,7 +85,7 @@ class PredictionLayer(QObject):
 
     def least_certain(self, exclude: str | None = None) -> str | None:
         """The not-reviewed image the current model is least sure of (None if none known)."""
-        project = self.window.project
+        project = self.project
         candidates = [
             (value, stem) for stem in project.image_names()
             if stem != exclude and project.status(stem) not in
@@ -91,7 +96,7 @@ class PredictionLayer(QObject):
 
     def _ensure_thread(self) -> PredictionThread:
         if self.thread is None:
-            self.thread = PredictionThread(self.window.project.root)
+            self.thread = PredictionThread(self.project.root)
             self.thread.prediction_ready.connect(self._on_ready)
             self.thread.failed.connect(self._on_failed)
             self.thread.device_ready.connect(self._on_device)
@@ -108,20 +113,17 @@ class PredictionLayer(QObject):
         self.uncertainties[stem] = (model_name, uncertainty)
         left = self.thread.pending() if self.thread is not None else 0
         if left:
-            self.window.statusBar().showMessage(f"Updating predictions: {left} image(s) left", 3000)
-        if stem == self.window.current_stem and model_name == self.model_name:
-            try:
-                self.window.canvas.set_prediction(classes, confidence)
-            except ValueError as error:  # the image changed size on disk meanwhile
-                log.warning("prediction of %s not shown: %s", stem, error)
+            self.message.emit(f"Updating predictions: {left} image(s) left", 3000)
+        if stem == self.current_stem and model_name == self.model_name:
+            self.current_prediction.emit(classes, confidence)
         self.updated.emit(stem)
 
     def _on_failed(self, stem: str, message: str) -> None:
-        self.window.show_error(message)
+        self.failed.emit(message)
 
     def _on_device(self, device: str) -> None:
         self.device = device
-        self.window.statusBar().showMessage(f"Model runs on {device}", 5000)
+        self.message.emit(f"Model runs on {device}", 5000)
 
     def shutdown(self) -> None:
         """Stop the worker and wait for it; no new one starts after this."""

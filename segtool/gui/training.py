@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
 from segtool.core.errors import SegtoolError
 from segtool.core.models import list_models
+from segtool.core.project import Project
 from segtool.gui import settings as keys
+from segtool.gui.models_panel import ModelsPanel
+from segtool.gui.training_panel import TrainingPanel
 from segtool.gui.workers import TrainingThread
-
-if TYPE_CHECKING:
-    from segtool.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +23,36 @@ class TrainingController(QObject):
 
     A second Train while one runs is refused with a message. When a run ends, the new model
     becomes current if it scored at least as well on validation, and predictions refresh.
+    It knows the project and its two panels, nothing else: ``before_start()`` (the window
+    saves the open mask there) may refuse the start, and what the user should read goes out
+    as ``message(text, milliseconds)`` and ``failed(text)``.
     """
 
     model_changed = Signal(str)
     run_finished = Signal(object)  # TrainOutcome, or None after a failure
+    message = Signal(str, int)  # status-bar news, shown for that many ms
+    failed = Signal(str)  # a problem to show until the next message
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        project: Project,
+        panel: TrainingPanel,
+        models_panel: ModelsPanel,
+        before_start: Callable[[], bool] = lambda: True,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.panel = panel
+        self.models_panel = models_panel
+        self.before_start = before_start
         self.thread: TrainingThread | None = None
         self.config_overrides: dict = {}
-        panel = window.training_panel
         panel.budget.setValue(keys.read_int(keys.TRAIN_SECONDS, panel.budget.value()))
         panel.budget.valueChanged.connect(lambda v: keys.settings().setValue(keys.TRAIN_SECONDS, v))
         panel.train_requested.connect(self.start)
         panel.stop_requested.connect(self.stop)
-        window.models_panel.use_requested.connect(self.use_model)
+        models_panel.use_requested.connect(self.use_model)
         self.refresh_models()
 
     @property
@@ -47,14 +61,12 @@ class TrainingController(QObject):
 
     def start(self) -> bool:
         """Save the current mask and start training; False (with a message) if refused."""
-        window = self.window
         if self.running:
-            window.show_error("Training is already running: wait for it or press Stop")
+            self.failed.emit("Training is already running: wait for it or press Stop")
             return False
-        if not window.save_current(quiet=True):
+        if not self.before_start():
             return False
-        project = window.project
-        panel = window.training_panel
+        project, panel = self.project, self.panel
         panel.start([c.name for c in project.classes], project.colours)
         self.thread = TrainingThread(project.root, float(panel.budget.value()),
                                      config_overrides=self.config_overrides)
@@ -63,7 +75,7 @@ class TrainingController(QObject):
         self.thread.finished_training.connect(self._on_finished)
         self.thread.failed.connect(self._on_failed)
         self.thread.start()
-        window.statusBar().showMessage("Training started in the background", 3000)
+        self.message.emit("Training started in the background", 3000)
         return True
 
     def stop(self) -> None:
@@ -81,16 +93,17 @@ class TrainingController(QObject):
     def use_model(self, name: str) -> None:
         """Make ``models/<name>`` current (rolling back or forward) and refresh predictions."""
         try:
-            self.window.project.set_current_model(name)
+            self.project.set_current_model(name)
         except (SegtoolError, ValueError) as error:
-            self.window.show_error(str(error))
+            self.failed.emit(str(error))
             return
         self.refresh_models()
         self.model_changed.emit(name)
 
     def refresh_models(self) -> None:
-        project = self.window.project
-        self.window.models_panel.set_models(list_models(project.models_dir), project.current_model)
+        """Show the project's models, the current one marked."""
+        self.models_panel.set_models(list_models(self.project.models_dir),
+                                     self.project.current_model)
 
     def _on_finished(self, outcome: object) -> None:
         self.thread = None
@@ -107,12 +120,12 @@ class TrainingController(QObject):
             self.refresh_models()
         if outcome.cancelled:
             message += " (stopped early)"
-        self.window.training_panel.finish(message)
-        self.window.statusBar().showMessage(message, 10000)
+        self.panel.finish(message)
+        self.message.emit(message, 10000)
         self.run_finished.emit(outcome)
 
     def _on_failed(self, message: str) -> None:
         self.thread = None
-        self.window.training_panel.finish(message, failed=True)
-        self.window.show_error(message)
+        self.panel.finish(message, failed=True)
+        self.failed.emit(message)
         self.run_finished.emit(None)
