@@ -570,3 +570,31 @@ def test_a_full_disk_turns_crash_protection_off_with_a_message(open_window, monk
     monkeypatch.undo()
     window.save_current()
     assert (saved_mask(window) == 1).any()
+
+
+def test_the_workspace_settings_drive_canvas_actions_and_panels(open_window):
+    from segtool.core.editing import Tool as CoreTool
+
+    window = open_window()
+    settings = window.workspace.settings
+    assert window.canvas.settings is settings  # one place, not a copy per widget
+
+    settings.tool = CoreTool.FILL
+    assert window.canvas.tool == Tool.FILL
+    assert window.actions_by_name[ActionName.FILL].isChecked()
+    assert not window.actions_by_name[ActionName.BRUSH].isChecked()
+
+    settings.brush_size = 17
+    assert window.canvas.brush_size == 17 and "brush 17px" in window.brush_label.text()
+
+    settings.current_class = 0
+    assert window.canvas.current_class == 0 and "background" in window.brush_label.text()
+
+    settings.mask_visible = False
+    assert window.canvas.overlay_opacity() == 0.0
+    assert not window.layers_panel.mask_visible.isChecked()
+    assert not window.actions_by_name[ActionName.TOGGLE_MASK].isChecked()
+
+    settings.paint_unlabelled_only = True
+    assert window.opened.document.paint_unlabelled_only
+    assert window.actions_by_name[ActionName.ONLY_UNLABELLED].isChecked()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segtool.core.editing import EditingSettings, Setting
 from segtool.core.errors import SegtoolError
 from segtool.core.journal import EditJournal, journal_path
 from segtool.core.labels import LabelDocument
@@ -48,14 +49,40 @@ class OpenedImage:
 class Workspace:
     """Opens, edits and saves a project's images for the window (or any other front end)."""
 
-    def __init__(self, project: Project, history_cap: int = DEFAULT_HISTORY_CAP) -> None:
+    def __init__(
+        self,
+        project: Project,
+        history_cap: int = DEFAULT_HISTORY_CAP,
+        settings: EditingSettings | None = None,
+    ) -> None:
         self.project = project
         self.history_cap = history_cap
         self._documents: OrderedDict[str, LabelDocument] = OrderedDict()
         self._pending: dict[str, Rect] = {}
         self.unreadable: dict[str, str] = {}
-        self.paint_unlabelled_only = False
+        # Tool, class, brush size, paint-only-unlabelled, mask visibility: the session's
+        # editing settings; views subscribe to them.
+        self.settings = settings if settings is not None else EditingSettings()
+        self.settings.subscribe(self._on_setting)
         self._problem_listeners: list[Callable[[str], None]] = []
+
+    def detach(self) -> None:
+        """Stop following the settings (a new workspace takes over the session)."""
+        self.settings.unsubscribe(self._on_setting)
+
+    @property
+    def paint_unlabelled_only(self) -> bool:
+        """Painting tools label only unlabelled pixels (in every open document)."""
+        return self.settings.paint_unlabelled_only
+
+    @paint_unlabelled_only.setter
+    def paint_unlabelled_only(self, enabled: bool) -> None:
+        self.settings.paint_unlabelled_only = enabled
+
+    def _on_setting(self, setting: Setting, value: object) -> None:
+        if setting == Setting.PAINT_UNLABELLED_ONLY:
+            for document in self._documents.values():
+                document.paint_unlabelled_only = bool(value)
 
     # -- opening -------------------------------------------------------------------------
 

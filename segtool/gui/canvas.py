@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
 from segtool.core import overlay
+from segtool.core.editing import EditingSettings, Setting
 from segtool.core.labels import LabelDocument
 from segtool.core.rect import Rect
 from segtool.gui.canvas_items import ArrayImageItem, BrushOutline
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 MIN_ZOOM = 1.0 / 64.0
 MAX_ZOOM = 64.0
 WHEEL_ZOOM_STEP = 1.25  # zoom factor per wheel notch (120 units)
-MAX_BRUSH_SIZE = 1000
 # Used until set_class_colours is called: background, then distinct hues.
 DEFAULT_COLOURS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),
                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60)]
@@ -62,8 +62,13 @@ class Canvas(QGraphicsView):
     edited = Signal()
     brush_size_changed = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, settings: EditingSettings | None = None
+    ) -> None:
         super().__init__(parent)
+        # Tool, class and brush size live in the session's settings (the workspace's);
+        # the canvas reads them and follows their changes.
+        self.settings = settings if settings is not None else EditingSettings()
         scene = QGraphicsScene(self)
         scene.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
         self.setScene(scene)
@@ -101,11 +106,10 @@ class Canvas(QGraphicsView):
         self._lut = overlay.colour_lut(DEFAULT_COLOURS)
         self._prediction: tuple[np.ndarray, np.ndarray | None] | None = None
         self._prediction_threshold = 0
-        self._current_class = 1
-        self._brush_size = 9
         self._wand_tolerance = 16
-        self._tool = Tool.BRUSH
-        self._handler: ToolHandler = make_handler(Tool.BRUSH, self)
+        self._handler: ToolHandler = make_handler(self.settings.tool, self)
+        self._outline.set_diameter(self.settings.brush_size)
+        self.settings.subscribe(self._on_setting)
         self._fit_mode = True
         self._space_down = False
         self._pan_from: QPointF | None = None
@@ -126,17 +130,17 @@ class Canvas(QGraphicsView):
     @property
     def current_class(self) -> int:
         """The class index painting tools apply."""
-        return self._current_class
+        return self.settings.current_class
 
     @property
     def tool(self) -> Tool:
         """The active tool."""
-        return self._tool
+        return self.settings.tool
 
     @property
     def brush_size(self) -> int:
         """Brush and eraser diameter in image pixels."""
-        return self._brush_size
+        return self.settings.brush_size
 
     @property
     def wand_tolerance(self) -> int:
@@ -267,8 +271,13 @@ class Canvas(QGraphicsView):
     def set_tool(self, tool: Tool | str) -> None:
         """Switch tool; anything half done (a polygon, a box) is abandoned."""
         tool = Tool(tool)
+        if tool == self.settings.tool:
+            self._switch_handler(tool)  # the same tool again: start it afresh
+        else:
+            self.settings.tool = tool  # _on_setting switches
+
+    def _switch_handler(self, tool: Tool) -> None:
         self._handler.cancel()
-        self._tool = tool
         self._handler = make_handler(tool, self)
         self._outline.setVisible(False)
         cursor = Qt.CursorShape.OpenHandCursor if tool == Tool.PAN else Qt.CursorShape.CrossCursor
@@ -276,17 +285,18 @@ class Canvas(QGraphicsView):
 
     def set_current_class(self, class_id: int) -> None:
         """The class painting tools apply (0..254)."""
-        if not 0 <= int(class_id) < 255:
-            raise ValueError(f"class index must be 0..254, got {class_id}")
-        self._current_class = int(class_id)
+        self.settings.current_class = class_id
 
     def set_brush_size(self, size: int) -> None:
         """Brush/eraser diameter in image pixels (clamped to 1..1000)."""
-        size = int(np.clip(size, 1, MAX_BRUSH_SIZE))
-        if size != self._brush_size:
-            self._brush_size = size
-            self._outline.set_diameter(size)
-            self.brush_size_changed.emit(size)
+        self.settings.brush_size = size
+
+    def _on_setting(self, setting: Setting, value: object) -> None:
+        if setting == Setting.TOOL:
+            self._switch_handler(Tool(value))
+        elif setting == Setting.BRUSH_SIZE:
+            self._outline.set_diameter(int(value))  # type: ignore[call-overload]
+            self.brush_size_changed.emit(int(value))  # type: ignore[call-overload]
 
     def set_wand_tolerance(self, tolerance: int) -> None:
         """Magic wand tolerance in display grey levels (0..255)."""
@@ -377,7 +387,7 @@ class Canvas(QGraphicsView):
         if event.button() == Qt.MouseButton.MiddleButton:
             return True
         return event.button() == Qt.MouseButton.LeftButton and (
-            self._space_down or self._tool == Tool.PAN
+            self._space_down or self.tool == Tool.PAN
         )
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
@@ -411,7 +421,7 @@ class Canvas(QGraphicsView):
             Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton
         ):
             self._pan_from = None
-            pan_tool = self._tool == Tool.PAN or self._space_down
+            pan_tool = self.tool == Tool.PAN or self._space_down
             self.viewport().setCursor(
                 Qt.CursorShape.OpenHandCursor if pan_tool else Qt.CursorShape.CrossCursor
             )
@@ -431,8 +441,8 @@ class Canvas(QGraphicsView):
             return
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             factor = 1.15**notches
-            size = round(self._brush_size * factor)
-            if size == self._brush_size:
+            size = round(self.brush_size * factor)
+            if size == self.brush_size:
                 size += 1 if notches > 0 else -1
             self.set_brush_size(size)
         else:
@@ -457,7 +467,7 @@ class Canvas(QGraphicsView):
     def keyReleaseEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_down = False
-            if self._tool != Tool.PAN:
+            if self.tool != Tool.PAN:
                 self.viewport().setCursor(Qt.CursorShape.CrossCursor)
             event.accept()
             return
@@ -481,7 +491,7 @@ class Canvas(QGraphicsView):
         if pixel != self._last_pixel:
             self._last_pixel = pixel
             self.cursor_moved.emit(*pixel)
-        show = inside and self._tool in (Tool.BRUSH, Tool.ERASER)
+        show = inside and self.tool in (Tool.BRUSH, Tool.ERASER)
         if show:
             self._outline.setPos(x + 0.5, y + 0.5)
         if show != self._outline.isVisible():

@@ -8,7 +8,6 @@ return the rectangle of an edit they *completed* (empty otherwise); the canvas e
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import TYPE_CHECKING
 
@@ -16,25 +15,16 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
+from segtool.core.editing import Tool
 from segtool.core.rect import EMPTY_RECT, Rect
 from segtool.gui.canvas_items import cosmetic_pen
 
 if TYPE_CHECKING:
     from segtool.gui.canvas import Canvas
 
+__all__ = ["Tool", "ToolHandler", "make_handler", "pixel_of"]
+
 PREVIEW_COLOUR = QColor(255, 220, 0)
-
-
-class Tool(str, enum.Enum):
-    """The canvas tools."""
-
-    BRUSH = "brush"
-    ERASER = "eraser"
-    FILL = "fill"
-    POLYGON = "polygon"
-    WAND = "wand"
-    GRABCUT = "grabcut"
-    PAN = "pan"
 
 
 def pixel_of(point: QPointF) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from segtool.core import classes as class_edits
 from segtool.core.creation import image_candidates
+from segtool.core.editing import Setting
 from segtool.core.errors import SegtoolError
 from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.normalize import percentiles, to_display
@@ -87,7 +88,8 @@ class MainWindow(QMainWindow):
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
         self.setWindowTitle(self._title())
 
-        self.canvas = Canvas(self)
+        self.settings = self.workspace.settings
+        self.canvas = Canvas(self, settings=self.settings)
         self.read_only_banner = QLabel(f"Read-only: {read_only}. You can look, but nothing "
                                        "you change is saved.")
         self.read_only_banner.setWordWrap(True)
@@ -194,7 +196,8 @@ class MainWindow(QMainWindow):
         act[ActionName.BRUSH_SMALLER].triggered.connect(partial(self._step_brush, -1))
         act[ActionName.BRUSH_LARGER].triggered.connect(partial(self._step_brush, +1))
         act[ActionName.ONLY_UNLABELLED].toggled.connect(self._set_only_unlabelled)
-        act[ActionName.TOGGLE_MASK].toggled.connect(self.layers_panel.mask_visible.setChecked)
+        act[ActionName.TOGGLE_MASK].toggled.connect(self._set_mask_visible)
+        self.settings.subscribe(self._on_setting)
         act[ActionName.TOGGLE_PREDICTION].toggled.connect(
             self.layers_panel.prediction_visible.setChecked)
         act[ActionName.ACCEPT_PREDICTION].triggered.connect(self.accept_prediction)
@@ -266,7 +269,7 @@ class MainWindow(QMainWindow):
         low, high = opened.display_range
         self.canvas.set_document(opened.document, to_display(opened.image, low, high))
         self.canvas.set_overlay_opacity(self.layers_panel.mask_opacity.value() / 100
-                                        if self.layers_panel.mask_visible.isChecked() else 0.0)
+                                        if self.settings.mask_visible else 0.0)
         self.layers_panel.set_display_range(low, high)
         self.image_list.select(stem)
         self._update_review_action()
@@ -364,9 +367,24 @@ class MainWindow(QMainWindow):
         self.canvas.set_brush_size(size + direction * step)
 
     def _set_only_unlabelled(self, enabled: bool) -> None:
-        self.workspace.paint_unlabelled_only = enabled
-        if self.opened is not None:
-            self.opened.document.paint_unlabelled_only = enabled
+        self.settings.paint_unlabelled_only = enabled  # the workspace tells its documents
+
+    def _on_setting(self, setting: Setting, value: object) -> None:
+        """Keep actions, panels and the canvas in step with the session's settings."""
+        act = self.actions_by_name
+        if setting == Setting.TOOL:
+            for name, action_tool in TOOL_ACTIONS.items():
+                act[name].setChecked(action_tool == value)
+        elif setting == Setting.CURRENT_CLASS:
+            self.classes_panel.select(int(value))  # type: ignore[call-overload]
+            self._show_brush()
+        elif setting == Setting.PAINT_UNLABELLED_ONLY:
+            act[ActionName.ONLY_UNLABELLED].setChecked(bool(value))
+        elif setting == Setting.MASK_VISIBLE:
+            opacity = self.layers_panel.mask_opacity.value() / 100
+            self.canvas.set_overlay_opacity(opacity if value else 0.0)
+            act[ActionName.TOGGLE_MASK].setChecked(bool(value))
+            self.layers_panel.mask_visible.setChecked(bool(value))
 
     # -- saving ----------------------------------------------------------------------------
 
@@ -423,14 +441,12 @@ class MainWindow(QMainWindow):
             self._set_display_range(low, high)
 
     def _set_mask_opacity(self, opacity: float) -> None:
-        if self.layers_panel.mask_visible.isChecked():
+        if self.settings.mask_visible:
             self.canvas.set_overlay_opacity(opacity)
         keys.settings().setValue(keys.MASK_OPACITY, opacity)
 
     def _set_mask_visible(self, visible: bool) -> None:
-        opacity = self.layers_panel.mask_opacity.value() / 100
-        self.canvas.set_overlay_opacity(opacity if visible else 0.0)
-        self.actions_by_name[ActionName.TOGGLE_MASK].setChecked(visible)
+        self.settings.mask_visible = visible  # _on_setting updates canvas, action, checkbox
 
     def _set_prediction_visible(self, visible: bool) -> None:
         self.canvas.set_prediction_visible(visible)
@@ -494,7 +510,9 @@ class MainWindow(QMainWindow):
         if not self.save_current(quiet=True):
             return
         stem = self.current_stem
-        self.workspace = Workspace(self.project)  # histories refer to the old class numbers
+        # Histories refer to the old class numbers: a fresh workspace, the same settings.
+        self.workspace.detach()
+        self.workspace = Workspace(self.project, settings=self.settings)
         self.workspace.subscribe_problems(self.show_error)
         self.current_stem, self.opened = None, None
         self._edit_classes(lambda: class_edits.delete_class(self.project, index))
