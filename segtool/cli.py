@@ -217,6 +217,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"saved {outcome.model_path} ({outcome.sidecar['steps']} steps, "
           f"{outcome.sidecar['seconds']:.1f} s on {outcome.sidecar['device']}); "
           f"validation IoU: {summary or 'n/a (no held-out pixels)'}")
+    for reason in outcome.sidecar.get("recipe", {}).get("reasons", []):
+        print(f"  recipe: {reason}")
     if outcome.became_current:
         print(f"{outcome.model_path.name} is now the current model")
     else:

@@ -16,6 +16,16 @@ SIZE = 64
 TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def tensorflow_started():
+    """Start TensorFlow once up front: a run's budget counts starting it, and these tests'
+    budgets are seconds."""
+    from segtool.ml.device import configure_devices, reference_steps_per_second
+
+    configure_devices()
+    reference_steps_per_second()
+
+
 def _label_half(project, stem="img-1", seed=1):
     _, truth = nuclei_image(size=SIZE, seed=seed)
     mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
@@ -87,3 +97,74 @@ def test_refuses_nothing_labelled_and_names_every_bad_mask(make_project):
         train_project(project, max_seconds=5, config_overrides=TINY)
     assert "img-1.png" in str(error.value) and "img-2.png" in str(error.value)
     assert {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()} == before
+
+
+def test_budget_counts_reading_the_images(make_project, monkeypatch):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    import time
+
+    import segtool.ml.train as train_module
+
+    slow_load = Project.load_image
+
+    def load_slowly(self, stem):
+        time.sleep(2.0)
+        return slow_load(self, stem)
+
+    monkeypatch.setattr(Project, "load_image", load_slowly)
+    budgets = []
+    real_train = train_module.train_model
+
+    def spy(images, masks, num_classes, config, **kwargs):
+        budgets.append(config.max_seconds)
+        return real_train(images, masks, num_classes, config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_model", spy)
+    outcome = train_project(project, max_seconds=8, config_overrides=TINY)
+    assert budgets and budgets[0] <= 8 - 2.0
+    assert outcome.sidecar["steps"] > 0
+
+
+def test_no_step_in_the_budget_means_no_model(make_project, monkeypatch):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    import time
+
+    slow_load = Project.load_image
+
+    def load_slowly(self, stem):
+        time.sleep(1.5)
+        return slow_load(self, stem)
+
+    monkeypatch.setattr(Project, "load_image", load_slowly)
+    with pytest.raises(SegtoolError, match="no training step fitted"):
+        train_project(project, max_seconds=1.0, config_overrides=TINY)
+    assert not list(project.models_dir.iterdir())
+    assert Project.open(project.root).current_model is None
+
+
+def test_cancelled_before_the_first_step_saves_no_model(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    with pytest.raises(SegtoolError, match="before its first training step: no model saved"):
+        train_project(project, max_seconds=30, config_overrides=TINY, cancel=lambda: True)
+    assert not list(project.models_dir.iterdir())
+
+
+def test_training_reads_only_the_labelled_area_of_a_big_image(make_project):
+    project = make_project(n_images=1, size=1024)
+    mask = np.full((1024, 1024), UNLABELLED, np.uint8)
+    mask[10:40, 900:950] = 1
+    mask[12:20, 905:915] = 0
+    project.save_mask("img-1", mask)
+    training_set = collect_training_set(project, margin=16)
+    (raw,) = training_set.raw
+    assert raw.shape[:2] == (40 + 16, 16 + 50 + 16)
+    assert training_set.shapes == [(1024, 1024)]
+    from segtool.ml.session import InputSpec, model_input
+
+    spec = InputSpec(1)
+    (crop,) = training_set.normalised(spec)
+    whole = model_input(project.load_image("img-1"), spec)
+    np.testing.assert_array_equal(crop, whole[0:56, 884:966])

@@ -40,22 +40,55 @@ def percentiles(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> tupl
     return lo, hi
 
 
-def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Map ``image`` to float32 ``(H, W, C)`` in [0, 1], C = 1 or 3: THE model input.
+def channel_windows(
+    image: np.ndarray, low: float = 1.0, high: float = 99.8, per_channel: bool = False
+) -> list[tuple[float, float]]:
+    """The ``(lo, hi)`` window of each channel: pooled over channels, or one per channel.
 
-    The ``low`` percentile maps to 0, the ``high`` percentile to 1, values outside are
-    clipped. ``(H, W)`` input gains a channel axis. NaNs become 0.
+    A ``(H, W)`` image has one channel. Pooled windows keep colours in balance (photos);
+    per-channel windows give each channel its own range (stacked MRI sequences, channels of
+    different stains).
     """
-    lo, hi = percentiles(image, low, high)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if not per_channel or channels == 1:
+        return [percentiles(image, low, high)] * channels
+    return [percentiles(image[..., c], low, high) for c in range(channels)]
+
+
+def apply_windows(image: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
+    """Map each channel's ``(lo, hi)`` to 0..1: float32 ``(H, W, C)``, clipped, NaN -> 0.
+
+    Windows computed on a whole image apply unchanged to any crop of it.
+    """
     out = image.astype(np.float32)  # always a copy
-    out -= np.float32(lo)
-    out /= np.float32(hi - lo)
+    if out.ndim == 2:
+        out = out[..., None]
+    if len(windows) != out.shape[2]:
+        raise ValueError(f"{len(windows)} windows for {out.shape[2]} channels")
+    if len(set(windows)) == 1:
+        lo, hi = windows[0]
+        out -= np.float32(lo)
+        out /= np.float32(hi - lo)
+    else:
+        for channel, (lo, hi) in enumerate(windows):
+            out[..., channel] -= np.float32(lo)
+            out[..., channel] /= np.float32(hi - lo)
     np.clip(out, 0.0, 1.0, out=out)
     if image.dtype.kind == "f":
         np.nan_to_num(out, copy=False, nan=0.0)
-    if out.ndim == 2:
-        out = out[..., None]
     return out
+
+
+def normalize(
+    image: np.ndarray, low: float = 1.0, high: float = 99.8, per_channel: bool = False
+) -> np.ndarray:
+    """Map ``image`` to float32 ``(H, W, C)`` in [0, 1], C = 1 or 3: THE model input.
+
+    The ``low`` percentile maps to 0, the ``high`` percentile to 1 (pooled over channels,
+    or per channel), values outside are clipped. ``(H, W)`` input gains a channel axis.
+    NaNs become 0.
+    """
+    return apply_windows(image, channel_windows(image, low, high, per_channel))
 
 
 def to_display(image: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:

@@ -74,7 +74,8 @@ def split_holdout(
 class Augmentation:
     """Random changes applied to each training patch.
 
-    Geometric: one of the 8 flips/90-degree rotations, uniformly. Intensity (per patch,
+    Geometric: one of the 8 flips/90-degree rotations, uniformly; with ``rotations`` False
+    (images that have an up) only left-right flips. Intensity (per patch,
     on the normalised 0..1 image): ``gain * clip(x, 0, 1) ** gamma + offset`` with gamma,
     gain log-uniform within the given factors and offset uniform within +-offset.
     """
@@ -82,15 +83,17 @@ class Augmentation:
     gamma: float = 1.4
     gain: float = 1.25
     offset: float = 0.1
+    rotations: bool = True
 
 
 def augment_patch(
     image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, augmentation: Augmentation
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flip/rotate ``image`` (P, P, C) and ``labels`` (P, P) alike; jitter the intensity."""
-    turns = int(rng.integers(4))
-    image = np.rot90(image, turns)
-    labels = np.rot90(labels, turns)
+    if augmentation.rotations:
+        turns = int(rng.integers(4))
+        image = np.rot90(image, turns)
+        labels = np.rot90(labels, turns)
     if rng.random() < 0.5:
         image = image[:, ::-1]
         labels = labels[:, ::-1]

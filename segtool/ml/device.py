@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from segtool.ml.backend import tf
 
@@ -76,3 +77,39 @@ def _intra_op_threads() -> int:
 def _gpu_name(gpu: object) -> str:
     details = tf.config.experimental.get_device_details(gpu)
     return str(details.get("device_name") or getattr(gpu, "name", "GPU"))
+
+
+_PROBE_SHAPE = (16, 64, 64, 16)
+_PROBE_FLOPS = 2 * 16 * 64 * 64 * 9 * 16 * 16
+REFERENCE_STEP_GFLOP_EQUIVALENT = 15.6
+"""Probe giga-FLOPs that one reference training step (U-Net depth 3, 8 filters, 16 patches
+of 64 px) takes: calibrated on a 2-core AVX-512 CPU, where the probe ran at ~234 GFLOP/s
+and the reference step at ~15 steps/s (bench/README.md)."""
+
+_measured_speed: float | None = None
+
+
+def reference_steps_per_second() -> float:
+    """This device's speed in reference U-Net training steps per second, measured once.
+
+    Times a 3x3 convolution (16 x 64 x 64 x 16, the reference model's first layer) on the
+    default device, best of a few runs after a warm-up (~0.1 s on a CPU), and converts
+    its rate with :data:`REFERENCE_STEP_GFLOP_EQUIVALENT`. The value is kept for the
+    process, so later runs cost nothing.
+    """
+    global _measured_speed
+    if _measured_speed is None:
+        images = tf.random.uniform(_PROBE_SHAPE, seed=1)
+        kernel = tf.random.uniform((3, 3, 16, 16), seed=2)
+        tf.nn.conv2d(images, kernel, 1, "SAME").numpy()  # warm-up: kernels, thread pools
+        best = float("inf")
+        for _ in range(5):
+            begin = time.perf_counter()
+            for _ in range(4):
+                result = tf.nn.conv2d(images, kernel, 1, "SAME")
+            result.numpy()
+            best = min(best, (time.perf_counter() - begin) / 4)
+        gflops = _PROBE_FLOPS / max(best, 1e-9) / 1e9
+        _measured_speed = gflops / REFERENCE_STEP_GFLOP_EQUIVALENT
+        log.info("device probe: %.0f GFLOP/s, ~%.1f reference steps/s", gflops, _measured_speed)
+    return _measured_speed

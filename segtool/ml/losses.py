@@ -18,7 +18,10 @@ DICE_SMOOTHING = 1.0
 
 
 def masked_loss(
-    labels: keras.KerasTensor, logits: keras.KerasTensor, dice_weight: float = 1.0
+    labels: keras.KerasTensor,
+    logits: keras.KerasTensor,
+    dice_weight: float = 1.0,
+    class_weights: tuple[float, ...] | None = None,
 ) -> keras.KerasTensor:
     """Cross-entropy + ``dice_weight`` * soft Dice loss over labelled pixels only.
 
@@ -26,6 +29,8 @@ def masked_loss(
         labels: ``(batch, H, W)`` integer class indices, 255 = unlabelled.
         logits: ``(batch, H, W, num_classes)`` float32 network output (no softmax).
         dice_weight: weight of the Dice term (0 for cross-entropy alone).
+        class_weights: per-class weights of the cross-entropy terms (None: all 1); the
+            weighted sum is divided by the sum of the labelled pixels' weights.
 
     Returns:
         A scalar float32 tensor. Cross-entropy is averaged over labelled pixels; Dice is
@@ -33,13 +38,18 @@ def masked_loss(
         when no pixel is labelled.
     """
     num_classes = logits.shape[-1]
+    logits = ops.cast(logits, "float32")
     labels = ops.cast(labels, "int32")
     labelled = ops.cast(ops.not_equal(labels, UNLABELLED), "float32")
     safe_labels = ops.where(labels == UNLABELLED, 0, labels)
-    labelled_count = ops.sum(labelled)
+    pixel_weights = labelled
+    if class_weights is not None:
+        weights = ops.convert_to_tensor(np.asarray(class_weights, np.float32))
+        pixel_weights = labelled * ops.take(weights, safe_labels)
+    weight_sum = ops.sum(pixel_weights)
 
     cross_entropy = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
-    cross_entropy = ops.sum(cross_entropy * labelled) / ops.maximum(labelled_count, 1.0)
+    cross_entropy = ops.sum(cross_entropy * pixel_weights) / ops.maximum(weight_sum, 1e-6)
     if dice_weight == 0:
         return cross_entropy
 

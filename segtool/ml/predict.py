@@ -131,14 +131,17 @@ def size_multiple(model: keras.Model) -> int:
 _INFERENCE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _inference_function(model: keras.Model) -> Callable:
+def _inference_function(model: keras.Model, flip: bool = False) -> Callable:
     """A compiled ``(tiles (B, h, w, C), window (h, w)) -> weighted probabilities`` function.
 
-    One trace per model serves every tile size and batch size (the input signature leaves
-    them open), so a new image never recompiles. The function holds the model weakly, so
-    the cache entry goes away with the model.
+    With ``flip`` the probabilities are the mean of the tile's and its left-right mirror's
+    (test-time augmentation; valid for every kind of image, up or not). One trace per model
+    serves every tile size and batch size (the input signature leaves them open), so a new
+    image never recompiles. The function holds the model weakly, so the cache entry goes
+    away with the model.
     """
-    function = _INFERENCE_FUNCTIONS.get(model)
+    functions = _INFERENCE_FUNCTIONS.setdefault(model, {})
+    function = functions.get(flip)
     if function is not None:
         return function
     channels = int(model.input_shape[-1])
@@ -154,11 +157,17 @@ def _inference_function(model: keras.Model) -> Callable:
         ]
     )
     def weighted_probabilities(tiles: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-        outputs = tf.cast(model_ref()(tiles, training=False), tf.float32)
-        probabilities = outputs if softmax_inside else tf.nn.softmax(outputs, axis=-1)
+        def probabilities_of(batch: tf.Tensor) -> tf.Tensor:
+            outputs = tf.cast(model_ref()(batch, training=False), tf.float32)
+            return outputs if softmax_inside else tf.nn.softmax(outputs, axis=-1)
+
+        probabilities = probabilities_of(tiles)
+        if flip:
+            mirrored = probabilities_of(tf.reverse(tiles, axis=[2]))
+            probabilities = 0.5 * (probabilities + tf.reverse(mirrored, axis=[2]))
         return probabilities * window[tf.newaxis, :, :, tf.newaxis]
 
-    _INFERENCE_FUNCTIONS[model] = weighted_probabilities
+    functions[flip] = weighted_probabilities
     return weighted_probabilities
 
 
@@ -178,6 +187,7 @@ def predict_tiled(
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    flip: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict every pixel of ``image`` with ``model``, tile by tile.
 
@@ -191,6 +201,8 @@ def predict_tiled(
         batch_size: tiles per forward pass.
         progress: called as ``progress(tiles_done, tiles_total)`` after each batch.
         cancel: polled before each batch; returning True stops with PredictionCancelled.
+        flip: average each tile's probabilities with its left-right mirror's (test-time
+            augmentation, twice the network time).
 
     Returns:
         classes: (H, W) uint8 class index of the highest blended probability.
@@ -222,7 +234,7 @@ def predict_tiled(
     rows = axis_layout(height, tile_size, overlap, multiple)
     cols = axis_layout(width, tile_size, overlap, multiple)
     blender = _StripBlender(rows, cols, num_classes, height, width)
-    infer = _inference_function(model)
+    infer = _inference_function(model, flip)
     window = tf.constant(rows.window[:, np.newaxis] * cols.window[np.newaxis, :])
     total = len(rows.starts) * len(cols.starts)
     done = 0

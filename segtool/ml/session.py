@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,26 +19,83 @@ import numpy as np
 from segtool.core.errors import SegtoolError
 from segtool.core.images import image_info
 from segtool.core.masks import UNLABELLED, check_mask, read_mask
-from segtool.core.normalize import normalize
+from segtool.core.normalize import apply_windows, channel_windows
 from segtool.core.project import ImageStatus, Project
 
 log = logging.getLogger(__name__)
 
 NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+CROP_MARGIN = 256
+"""Image context kept around the labelled pixels of a training image (pixels each side)."""
+MIN_TRAIN_SECONDS = 1.0
+"""A run left with less than this after loading trains nothing and saves no model."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a raw image becomes a model's input; saved in the model's sidecar.
+
+    Percentile window (``low``..``high`` -> 0..1), pooled over the channels or one per
+    channel, then ``channels`` channels (grey repeated, colour averaged).
+    """
+
+    channels: int
+    per_channel: bool = False
+    low: float = NORMALISATION["low"]
+    high: float = NORMALISATION["high"]
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict) -> InputSpec:
+        """The spec a model was trained with (models from before per-channel: pooled)."""
+        normalisation = sidecar.get("normalisation")
+        normalisation = normalisation if isinstance(normalisation, dict) else {}
+        channels = sidecar.get("channels", 1)
+        per_channel = normalisation.get("per_channel", False)
+        if channels not in (1, 3) or not isinstance(per_channel, bool):
+            raise SegtoolError(f"malformed model sidecar (channels {channels!r}, "
+                               f"per_channel {per_channel!r})")
+        return cls(int(channels), per_channel)
+
+    def sidecar_normalisation(self) -> dict:
+        return {"method": "percentile", "low": self.low, "high": self.high,
+                "per_channel": self.per_channel}
+
+    def windows(self, image: np.ndarray) -> list[tuple[float, float]]:
+        """The image's (lo, hi) per channel, from the whole image."""
+        return channel_windows(image, self.low, self.high, self.per_channel)
+
+    def apply(self, image: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
+        """``image`` (or a crop of it) windowed: (H, W, channels) float32 in 0..1."""
+        return to_channels(apply_windows(image, windows), self.channels)
 
 
 @dataclass
 class TrainingSet:
-    """Normalised images ((H, W, C) float32) and their masks ((H, W) uint8, 255 = unlabelled)."""
+    """The labelled images of a project, cropped around their labels, not yet normalised.
+
+    ``raw[i]`` is a crop of image i (its own dtype and layout) around the labelled pixels
+    of ``masks[i]`` ((H, W) uint8, 255 = unlabelled, the same crop); ``pooled[i]`` and
+    ``per_channel[i]`` are the whole image's percentile windows, so normalising the crop
+    gives exactly the pixels the whole image would. ``shapes[i]`` is the whole image's
+    (H, W).
+    """
 
     stems: list[str]
-    images: list[np.ndarray]
+    raw: list[np.ndarray]
     masks: list[np.ndarray]
     channels: int
+    shapes: list[tuple[int, int]] = field(default_factory=list)
+    pooled: list[list[tuple[float, float]]] = field(default_factory=list)
+    per_channel: list[list[tuple[float, float]]] = field(default_factory=list)
 
     @property
     def labelled_pixels(self) -> int:
         return int(sum(int(np.count_nonzero(mask != UNLABELLED)) for mask in self.masks))
+
+    def normalised(self, spec: InputSpec) -> list[np.ndarray]:
+        """The crops as model input, (H, W, spec.channels) float32 each."""
+        windows = self.per_channel if spec.per_channel else self.pooled
+        return [spec.apply(raw, w) for raw, w in zip(self.raw, windows, strict=True)]
 
 
 @dataclass
@@ -76,14 +134,27 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return image.mean(axis=-1, keepdims=True, dtype=np.float32)
 
 
-def model_input(image: np.ndarray, channels: int) -> np.ndarray:
+def model_input(image: np.ndarray, spec: InputSpec | int) -> np.ndarray:
     """The model's input for a raw image: percentile-normalised, (H, W, channels) float32."""
-    normalised = normalize(image, NORMALISATION["low"], NORMALISATION["high"])
-    return to_channels(normalised, channels)
+    spec = spec if isinstance(spec, InputSpec) else InputSpec(spec)
+    return spec.apply(image, spec.windows(image))
 
 
-def collect_training_set(project: Project, channels: int | None = None) -> TrainingSet:
-    """Every image whose mask has labelled pixels, normalised for the model.
+def labelled_crop(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask``'s labelled pixels grown by ``margin``, inside the mask."""
+    rows = np.flatnonzero(np.any(mask != UNLABELLED, axis=1))
+    cols = np.flatnonzero(np.any(mask != UNLABELLED, axis=0))
+    height, width = mask.shape
+    return (
+        slice(max(0, int(rows[0]) - margin), min(height, int(rows[-1]) + 1 + margin)),
+        slice(max(0, int(cols[0]) - margin), min(width, int(cols[-1]) + 1 + margin)),
+    )
+
+
+def collect_training_set(
+    project: Project, channels: int | None = None, margin: int = CROP_MARGIN
+) -> TrainingSet:
+    """Every image whose mask has labelled pixels, cropped to its labels plus ``margin``.
 
     Raises SegtoolError naming every mask that does not fit its image (wrong size, unknown
     class index, unreadable), or saying that nothing is labelled.
@@ -113,8 +184,20 @@ def collect_training_set(project: Project, channels: int | None = None) -> Train
         )
     if not pairs:
         raise SegtoolError("nothing is labelled yet: paint some pixels first", project.root)
-    images = [model_input(project.load_image(stem), channels) for stem, _ in pairs]
-    return TrainingSet([stem for stem, _ in pairs], images, [mask for _, mask in pairs], channels)
+    training_set = TrainingSet([], [], [], channels)
+    for stem, mask in pairs:
+        image = project.load_image(stem)
+        window = labelled_crop(mask, margin)
+        training_set.stems.append(stem)
+        training_set.raw.append(np.ascontiguousarray(image[window]))
+        training_set.masks.append(np.ascontiguousarray(mask[window]))
+        training_set.shapes.append(mask.shape)
+        training_set.pooled.append(channel_windows(image, NORMALISATION["low"],
+                                                   NORMALISATION["high"], False))
+        training_set.per_channel.append(channel_windows(image, NORMALISATION["low"],
+                                                        NORMALISATION["high"], True))
+        del image
+    return training_set
 
 
 def new_model_path(project: Project) -> Path:
@@ -150,15 +233,26 @@ def train_project(
 ) -> TrainOutcome:
     """Train on every labelled mask of ``project`` and save the model under ``models/``.
 
-    Continues from the current model when its channels match (rebuilding only the last layer
-    when classes were added). The new model deserves to become current only if it is at least
-    as good as the current one on this run's validation pixels; with ``make_current`` it is
-    made current here (the GUI does that itself, on its own Project).
+    ``max_seconds`` counts from this call: reading the images and starting TensorFlow come
+    out of the same budget as the training steps. The recipe (patch size, model size, class
+    weights, augmentation, normalisation) is chosen from the labels, the images and the
+    device's measured speed (:mod:`segtool.ml.recipe`); ``config_overrides`` can fix any
+    TrainConfig field or ``per_channel``. Continues from the current model when its channels
+    match (rebuilding only the last layer when classes were added), keeping its input
+    normalisation and architecture. The new model deserves to become current only if it is
+    at least as good as the current one on this run's validation pixels; with
+    ``make_current`` it is made current here (the GUI does that itself, on its own Project).
+
+    Raises:
+        SegtoolError: bad masks, nothing labelled, or no training step fitted in the budget
+            (then no model is saved).
     """
+    started = time.monotonic()
     training_set = collect_training_set(project)  # refuse bad input before TF starts
-    from segtool.ml.device import configure_devices
+    from segtool.ml.device import configure_devices, reference_steps_per_second
     from segtool.ml.modelfile import save_model
-    from segtool.ml.train import TrainConfig, train_model
+    from segtool.ml.recipe import choose_recipe
+    from segtool.ml.train import TrainConfig, holdout_iou, train_model
 
     device = configure_devices()
     initial_model = None
@@ -172,9 +266,30 @@ def train_project(
             log.warning("current model unusable; training from scratch without comparing")
     if previous is not None and not from_scratch:
         initial_model = _initial_model(previous[0], project.num_classes)
-    config = TrainConfig(max_seconds=max_seconds, epochs=epochs, **(config_overrides or {}))
+    overrides = dict(config_overrides or {})
+    recipe = choose_recipe(
+        training_set.masks, project.num_classes, training_set.shapes,
+        training_set.per_channel, reference_steps_per_second(), max_seconds,
+    )
+    for reason in recipe.reasons:
+        log.info("recipe: %s", reason)
+    if initial_model is not None:  # the model decides its own input and architecture
+        spec = InputSpec.from_sidecar(previous[1])
+    else:
+        spec = InputSpec(training_set.channels,
+                         bool(overrides.pop("per_channel", recipe.per_channel)))
+    overrides.pop("per_channel", None)
+    images = training_set.normalised(spec)
+    fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2, **overrides}
+    remaining = None
+    if max_seconds is not None:
+        remaining = max_seconds - (time.monotonic() - started)
+        if remaining < MIN_TRAIN_SECONDS:
+            raise SegtoolError(_no_step_message(max_seconds, time.monotonic() - started),
+                               project.root)
+    config = TrainConfig(max_seconds=remaining, epochs=epochs, **fields)
     result = train_model(
-        training_set.images,
+        images,
         training_set.masks,
         project.num_classes,
         config,
@@ -182,24 +297,34 @@ def train_project(
         progress=progress,
         cancel=cancel,
     )
+    if result.steps == 0:
+        message = ("training was stopped before its first training step: no model saved"
+                   if result.cancelled else
+                   _no_step_message(max_seconds, time.monotonic() - started))
+        raise SegtoolError(message, project.root)
     # Old and new models are compared on the same held-out pixels, the same way.
-    new_ious = validation_iou(
-        result.model, training_set.images, result.val_masks, project.num_classes
-    )
+    new_ious = holdout_iou(result.model, images, result.val_masks, project.num_classes, config)
     new_iou = _mean(new_ious)
     previous_iou = None
     if previous is not None and int(previous[0].output_shape[-1]) == project.num_classes:
-        previous_iou = _mean(
-            validation_iou(previous[0], training_set.images, result.val_masks, project.num_classes)
-        )
+        previous_spec = InputSpec.from_sidecar(previous[1])
+        previous_images = images if previous_spec == spec else training_set.normalised(
+            previous_spec)
+        previous_iou = _mean(holdout_iou(
+            previous[0], previous_images, result.val_masks, project.num_classes, config))
     became_current = previous_iou is None or (new_iou is not None and new_iou >= previous_iou)
     class_names = [info.name for info in project.classes]
     sidecar = {
         "format": 1,
         "classes": [{"name": c.name, "colour": list(c.colour)} for c in project.classes],
-        "channels": training_set.channels,
-        "normalisation": dict(NORMALISATION),
-        "architecture": {"depth": config.depth, "base_filters": config.base_filters},
+        "channels": spec.channels,
+        "normalisation": spec.sidecar_normalisation(),
+        "architecture": {"depth": _model_depth(result.model),
+                         "base_filters": _model_width(result.model)},
+        "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
+                   "class_weights": list(config.class_weights or []) or None,
+                   "rotations": config.rotations, "ema": config.ema,
+                   "reasons": list(recipe.reasons)},
         "metrics": {
             "val_iou": dict(zip(class_names, _floats(
                 new_ious if new_ious is not None else result.val_iou), strict=False)),
@@ -209,7 +334,7 @@ def train_project(
         "trained_on": training_set.stems,
         "labelled_pixels": training_set.labelled_pixels,
         "steps": int(result.steps),
-        "seconds": round(float(result.elapsed), 2),
+        "seconds": round(float(time.monotonic() - started), 2),
         "cancelled": bool(result.cancelled),
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "parent": project.current_model if initial_model is not None else None,
@@ -226,6 +351,25 @@ def train_project(
     )
 
 
+def _no_step_message(max_seconds: float | None, elapsed: float) -> str:
+    return (f"no training step fitted in the {max_seconds:g} s budget (reading the images and "
+            f"starting took {elapsed:.1f} s): no model saved; give training more time or "
+            "label a smaller area")
+
+
+def _model_depth(model: object) -> int:
+    from segtool.ml.backend import keras
+
+    return sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+
+
+def _model_width(model: object) -> int:
+    from segtool.ml.backend import keras
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    return int(convs[0].filters) if convs else 0
+
+
 def _initial_model(model: object, num_classes: int) -> object | None:
     """The model to continue from (train_model widens a smaller head), or None."""
     outputs = int(model.output_shape[-1])  # type: ignore[attr-defined]
@@ -234,26 +378,6 @@ def _initial_model(model: object, num_classes: int) -> object | None:
     log.info("current model has more classes (%d) than the project (%d): training from scratch",
              outputs, num_classes)
     return None
-
-
-def validation_iou(
-    model: object, images: Sequence[np.ndarray], val_masks: Sequence[np.ndarray], num_classes: int
-) -> np.ndarray | None:
-    """Per-class IoU of ``model`` (inference mode, tiled) on the held-out pixels, or None."""
-    from segtool.ml.losses import iou_per_class
-    from segtool.ml.predict import predict_tiled
-
-    predictions, truths = [], []
-    for image, val_mask in zip(images, val_masks, strict=True):
-        held_out = val_mask != UNLABELLED
-        if not np.any(held_out):
-            continue
-        classes, _ = predict_tiled(model, image)
-        predictions.append(classes[held_out])
-        truths.append(val_mask[held_out])
-    if not truths:
-        return None
-    return iou_per_class(np.concatenate(predictions), np.concatenate(truths), num_classes)
 
 
 def _mean(ious: np.ndarray | None) -> float | None:
@@ -267,10 +391,15 @@ def _floats(values: Sequence[float]) -> list[float | None]:
 
 
 def predict_stem(
-    model: object, sidecar: dict, project: Project, stem: str
+    model: object, sidecar: dict, project: Project, stem: str, flip: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class indices and confidence ((H, W) uint8 each) for one project image."""
+    """Class indices and confidence ((H, W) uint8 each) for one project image.
+
+    ``flip`` (test-time left-right mirroring) defaults to what the model's sidecar says.
+    """
     from segtool.ml.predict import predict_tiled
 
-    image = model_input(project.load_image(stem), int(sidecar.get("channels", 1)))
-    return predict_tiled(model, image)
+    if flip is None:
+        flip = sidecar.get("test_time_flip") is True
+    image = model_input(project.load_image(stem), InputSpec.from_sidecar(sidecar))
+    return predict_tiled(model, image, flip=flip)

@@ -70,6 +70,10 @@ class TrainConfig:
     base_filters: int = 8
     normalization: Normalization = Normalization.BATCH
     jit_compile: bool = False
+    class_weights: tuple[float, ...] | None = None
+    rotations: bool = True
+    ema: bool = False
+    ema_decay: float = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +226,10 @@ def train_model(
         split_holdout(mask, config.holdout_fraction, rng, config.holdout_block) for mask in masks
     ]
     train_masks = [train for train, _ in splits]
-    sampler = PatchSampler(images, train_masks, config.patch_size, rng, config.augmentation)
+    augmentation = config.augmentation
+    if augmentation is not None:
+        augmentation = dataclasses.replace(augmentation, rotations=config.rotations)
+    sampler = PatchSampler(images, train_masks, config.patch_size, rng, augmentation)
     crops, crop_labels = validation_crops(
         images,
         [val for _, val in splits],
@@ -238,7 +245,8 @@ def train_model(
     optimizer = keras.optimizers.AdamW(
         learning_rate=config.learning_rate, weight_decay=config.weight_decay
     )
-    train_step, predict = _compiled_functions(model, optimizer, config)
+    average = _WeightAverage(model, config.ema_decay) if config.ema else None
+    train_step, predict = _compiled_functions(model, optimizer, config, average)
 
     total_steps = config.epochs * config.steps_per_epoch if config.epochs else 0
     history: list[TrainProgress] = []
@@ -270,15 +278,18 @@ def train_model(
         )
 
         if step % config.steps_per_epoch == 0 and not validate.empty:
-            val_iou = validate(predict)
-            score = mean_iou(np.asarray(val_iou))
-            if score > best_score:
-                best_score, best_weights, best_iou = score, model.get_weights(), val_iou
+            with _averaged(average):
+                val_iou = validate(predict)
+                score = mean_iou(np.asarray(val_iou))
+                if score > best_score:
+                    best_score, best_weights, best_iou = score, model.get_weights(), val_iou
         report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
         history.append(report)
         if progress is not None:
             progress(report)
 
+    if average is not None and step > 0:
+        average.swap()  # from here on the model holds the averaged weights
     if not cancelled and not validate.empty and step % config.steps_per_epoch != 0:
         val_iou = validate(predict)
         score = mean_iou(np.asarray(val_iou))
@@ -298,6 +309,37 @@ def train_model(
         cancelled=cancelled,
         val_masks=[val for _, val in splits],
     )
+
+
+def holdout_iou(
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    val_masks: Sequence[np.ndarray],
+    num_classes: int,
+    config: TrainConfig,
+) -> np.ndarray | None:
+    """Per-class IoU of ``model`` (inference mode) on the held-out pixels, or None.
+
+    Scored on the same crops as training's own validation (each held-out block with
+    ``config.validation_margin`` of context), so any model, old or new, is judged alike and
+    big images cost only their held-out blocks.
+    """
+    multiple = 2 ** _downsamplings(model)
+    crops, labels = validation_crops(
+        images, val_masks, config.holdout_block, config.validation_margin, multiple
+    )
+    if len(crops) == 0:
+        return None
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
+        return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
+
+    predictions = np.concatenate([
+        predict_classes(crops[start : start + VALIDATION_BATCH]).numpy()
+        for start in range(0, len(crops), VALIDATION_BATCH)
+    ])
+    return iou_per_class(predictions, labels, num_classes)
 
 
 def _downsamplings(model: keras.Model) -> int:
@@ -339,19 +381,69 @@ def _estimate_total(
     return min(by_time, total_steps) if total_steps else by_time
 
 
+class _WeightAverage:
+    """An exponential moving average of the trainable weights (EMA, "Polyak averaging").
+
+    ``update`` runs inside the compiled step; the decay ramps up as ``(1 + n) / (10 + n)``
+    so early averages are not dominated by the random start. ``swap`` exchanges the
+    model's weights and the averages (twice restores them).
+    """
+
+    def __init__(self, model: keras.Model, decay: float) -> None:
+        self.variables = list(model.trainable_variables)
+        self.averages = [
+            tf.Variable(tf.identity(v.value), trainable=False) for v in self.variables
+        ]
+        self.updates = tf.Variable(0.0, trainable=False)
+        self.decay = decay
+
+    def update(self) -> None:
+        self.updates.assign_add(1.0)
+        decay = tf.minimum(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for variable, average in zip(self.variables, self.averages, strict=True):
+            average.assign(decay * average + (1.0 - decay) * variable.value)
+
+    def swap(self) -> None:
+        for variable, average in zip(self.variables, self.averages, strict=True):
+            current = tf.identity(variable.value)
+            variable.assign(average)
+            average.assign(current)
+
+
+class _averaged:  # noqa: N801 - a context manager used like a function
+    """Within the block the model holds the averaged weights (no-op without EMA)."""
+
+    def __init__(self, average: _WeightAverage | None) -> None:
+        self.average = average
+
+    def __enter__(self) -> None:
+        if self.average is not None:
+            self.average.swap()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.average is not None:
+            self.average.swap()
+
+
 def _compiled_functions(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: TrainConfig,
+    average: _WeightAverage | None = None,
 ) -> tuple[Callable[[np.ndarray, np.ndarray], tf.Tensor], Callable[[np.ndarray], np.ndarray]]:
     """The compiled training step and an inference-mode class predictor."""
     dice_weight = config.dice_weight
+    class_weights = config.class_weights
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True, autograph=False)
     def train_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = model(batch_images, training=True)
-            loss = masked_loss(batch_labels, logits, dice_weight)
+            loss = masked_loss(batch_labels, logits, dice_weight, class_weights)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        if average is not None:
+            average.update()
         return loss
 
     @tf.function(reduce_retracing=True, autograph=False)

@@ -1,0 +1,225 @@
+"""segtool against an ilastik-style random forest on real labelled data, end to end.
+
+Follows the fixed protocol of ``DATA/README.md`` (``../shared/data`` beside the project):
+for each set and labelling regime it makes a project with ``segtool new`` (the set's labelled
+and test images; the cardiac set goes in as its ``.dcm`` files), writes the training masks
+(dense, or scribbles made from them by ``realdata.scribbles``) into ``PROJECT/masks``, then
+for each budget runs ``segtool train PROJECT --max-seconds S --from-scratch`` and
+``segtool predict PROJECT --model THAT_MODEL`` on the test images, exactly as a user would,
+and scores mean IoU over classes (void ignored) on the test images. In the same run a random
+forest (scikit-image ``multiscale_basic_features`` + scikit-learn) learns from exactly the same
+labelled pixels and is scored on the same test images.
+
+    python bench/bench_realdata.py --data ../shared/data                    # the full table
+    python bench/bench_realdata.py --data ../shared/data --quick            # < 10 min
+    python bench/bench_realdata.py --data ../shared/data --sets fluo_dsb2018 --budgets 30
+    python bench/bench_realdata.py --data ../shared/data --finetune         # + Ctrl+T check
+
+``--finetune`` also trains a second time from the 120 s model (``segtool train`` without
+``--from-scratch``, as the window's Ctrl+T does) and reports its score next to scratch.
+``--in-process --set FIELD=VALUE`` trains in this process with TrainConfig overrides, for
+comparing recipes (not the user's path). Needs scikit-image and scikit-learn (bench only).
+Projects live in a temporary folder, deleted at the end; the data folder is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realdata  # noqa: E402
+
+from segtool.core.project import Project  # noqa: E402
+
+QUICK_SETS = list(realdata.PROTOCOLS)
+QUICK_BUDGET = 30.0
+QUICK_MAX_TEST = 12
+SAVED = re.compile(r"saved (.+\.keras) \((\d+) steps, ([\d.]+) s on (.+?)\)")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--sets", nargs="+", default=list(realdata.PROTOCOLS),
+                        choices=list(realdata.PROTOCOLS))
+    parser.add_argument("--budgets", type=float, nargs="+", default=[30.0, 120.0, 300.0])
+    parser.add_argument("--regime", nargs="+", default=["dense", "scribbles"],
+                        choices=["dense", "scribbles"])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"one budget ({QUICK_BUDGET:.0f} s), {QUICK_MAX_TEST} test images "
+                             "a set: under 10 minutes on 2 cores")
+    parser.add_argument("--max-test", type=int, default=None,
+                        help="score on this many test images a set (evenly spread)")
+    parser.add_argument("--no-forest", action="store_true", help="skip the forest baseline")
+    parser.add_argument("--finetune", action="store_true",
+                        help="also fine-tune from the 120 s (or last) model and compare")
+    parser.add_argument("--seed", type=int, default=0, help="scribble and forest seed")
+    parser.add_argument("--in-process", action="store_true",
+                        help="train and predict in this process (allows --set)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig overrides (with --in-process)")
+    parser.add_argument("--json", type=Path, default=None, help="append result rows here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budgets = [QUICK_BUDGET]
+        args.max_test = args.max_test or QUICK_MAX_TEST
+    if args.set and not args.in_process:
+        parser.error("--set needs --in-process")
+    return args
+
+
+def make_project(root: Path, data_split: realdata.Split, masks: dict[str, np.ndarray]) -> Path:
+    """A project made by ``segtool new`` from the set's images, with the training masks."""
+    folder = root / "source"
+    folder.mkdir()
+    for path in [*data_split.train.values(), *data_split.test.values()]:
+        (folder / path.name).symlink_to(path.resolve())
+    project_dir = root / "project"
+    classes = ",".join(data_split.protocol.classes)
+    run_cli(["new", str(project_dir), "--images", str(folder), "--classes", classes])
+    project = Project.open(project_dir)
+    for stem, mask in masks.items():
+        project.save_mask(stem, mask)
+    return project_dir
+
+
+def run_cli(arguments: list[str]) -> str:
+    """Run ``segtool ARGS`` in a fresh interpreter; return its output (raise on failure)."""
+    command = [sys.executable, "-m", "segtool", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments[:2])} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def train_cli(project_dir: Path, budget: float, scratch: bool) -> tuple[Path, int, str]:
+    arguments = ["train", str(project_dir), "--max-seconds", str(budget)]
+    output = run_cli(arguments + (["--from-scratch"] if scratch else []))
+    found = SAVED.search(output)
+    if found is None:
+        raise RuntimeError(f"no model saved:\n{output}")
+    return Path(found.group(1)), int(found.group(2)), found.group(4)
+
+
+def predict_cli(project_dir: Path, model: Path, stems: list[str], out: Path) -> None:
+    run_cli(["predict", str(project_dir), "--model", str(model), "--out", str(out), *stems])
+
+
+def train_in_process(
+    project_dir: Path, budget: float, scratch: bool, overrides: dict
+) -> tuple[Path, int, str]:
+    from segtool.ml.session import train_project
+
+    outcome = train_project(Project.open(project_dir), max_seconds=budget,
+                            from_scratch=scratch, config_overrides=overrides)
+    return outcome.model_path, int(outcome.sidecar["steps"]), str(outcome.sidecar["device"])
+
+
+def predict_in_process(
+    project_dir: Path, model_path: Path, stems: list[str], out: Path, flip: bool | None = None
+) -> None:
+    from segtool.core.masks import write_index_png
+    from segtool.ml.modelfile import load_model
+    from segtool.ml.session import predict_stem
+
+    project = Project.open(project_dir)
+    model, sidecar = load_model(model_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        classes, _ = predict_stem(model, sidecar, project, stem, flip)
+        write_index_png(out / f"{stem}.png", classes)
+
+
+def read_predictions(out: Path, stems: list[str]) -> dict[str, np.ndarray]:
+    return {s: cv2.imread(str(out / f"{s}.png"), cv2.IMREAD_UNCHANGED) for s in stems}
+
+
+def config_overrides(pairs: list[str]) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        overrides[name] = json.loads(text) if text[:1] in "[{0123456789-.tfn" else text
+    return overrides
+
+
+def fmt(values: np.ndarray) -> str:
+    return " ".join("  nan" if np.isnan(v) else f"{v:.3f}" for v in values)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    overrides = config_overrides(args.set)
+    rows = []
+    print(f"{'set':34} {'regime':9} {'labelled':>8} {'budget':>6} {'steps':>6} "
+          f"{'wall s':>7} {'mIoU':>6} {'forest':>6} {'delta':>6} {'forest s':>8}  per-class IoU "
+          "(segtool | forest)", flush=True)
+    for name in args.sets:
+        data_split = realdata.split(args.data, name, args.max_test)
+        stems = sorted(data_split.test)
+        for regime in args.regime:
+            masks = realdata.labelled_masks(data_split, regime, args.seed)
+            share = realdata.labelled_share(list(masks.values()))
+            forest = None if args.no_forest else realdata.forest_baseline(
+                data_split, masks, args.seed)
+            with tempfile.TemporaryDirectory(prefix="segtool-realdata-") as temp:
+                project_dir = make_project(Path(temp), data_split, masks)
+                runs = [(budget, True) for budget in args.budgets]
+                if args.finetune:
+                    runs.append((120.0 if 120.0 in args.budgets else args.budgets[-1], False))
+                for budget, scratch in runs:
+                    started = time.monotonic()
+                    if args.in_process:
+                        model, steps, device = train_in_process(
+                            project_dir, budget, scratch, overrides)
+                    else:
+                        model, steps, device = train_cli(project_dir, budget, scratch)
+                    wall = time.monotonic() - started
+                    out = Path(temp) / f"predicted-{budget:g}-{scratch}"
+                    if args.in_process:
+                        predict_in_process(project_dir, model, stems, out)
+                    else:
+                        predict_cli(project_dir, model, stems, out)
+                    predicted = read_predictions(out, stems)
+                    ious, miou = realdata.score_predictions(data_split, predicted)
+                    flipped = float("nan")
+                    if args.in_process:  # the same model with test-time flips, for comparison
+                        predict_in_process(project_dir, model, stems, out, flip=True)
+                        flipped = realdata.score_predictions(
+                            data_split, read_predictions(out, stems))[1]
+                    label = f"{budget:g}" + ("" if scratch else "+ft")
+                    forest_miou = forest.miou if forest else float("nan")
+                    flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
+                    print(f"{name:34} {regime:9} {share:8.2%} {label:>6} {steps:6d} {wall:7.1f} "
+                          f"{miou:6.3f}{flip_note} {forest_miou:6.3f} {miou - forest_miou:+6.3f} "
+                          f"{forest.seconds if forest else float('nan'):8.1f}  {fmt(ious)} | "
+                          f"{fmt(forest.ious) if forest else ''}", flush=True)
+                    rows.append({
+                        "set": name, "regime": regime, "labelled_share": share,
+                        "budget": budget, "scratch": scratch, "steps": steps, "wall": wall,
+                        "device": device, "miou": miou, "miou_flip": flipped, "ious": ious.tolist(),
+                        "forest_miou": forest_miou,
+                        "forest_ious": forest.ious.tolist() if forest else None,
+                        "forest_seconds": forest.seconds if forest else None,
+                        "test_images": len(stems), "overrides": overrides,
+                    })
+                    if args.json:
+                        with args.json.open("a") as handle:
+                            handle.write(json.dumps(rows[-1]) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""The training recipe, chosen from the project's own labels and images and the device.
+
+Nothing here looks at a project's or an image's name: every decision comes from numbers
+measured on the data (label counts, where labels lie, image sizes, channel ranges) or on the
+device (a timed convolution). Each decision is a small pure function, tested on synthetic
+inputs; :func:`choose_recipe` puts them together and records a one-line reason for each.
+The figures behind the rules are in ``bench/README.md`` (real-data benchmark).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+UNLABELLED = 255
+
+UP_ROW_SPREAD = 0.2
+"""Images "have an up" when, on a typical image, the mean rows of two classes' labels lie
+more than this share of the height apart (sky above road), so no 90-degree turns or
+vertical flips are used."""
+UP_MIN_SHARE = 0.02
+"""Classes holding less than this share of an image's labels do not count for "up"."""
+
+CLASS_WEIGHT_POWER = 0.5
+CLASS_WEIGHT_RANGE = (0.25, 8.0)
+"""Cross-entropy weights ~ frequency ** -0.5, clipped to this range, mean 1 per pixel."""
+
+PER_CHANNEL_SPREAD = 0.25
+"""Channels are normalised apart when their percentile windows differ by more than this
+share of the pooled window (stacked MRI sequences), together for photos."""
+
+PATCH_CONTEXT = 0.5
+"""A patch should see at least this share of the shorter image side (scene context)."""
+MIN_PATCH, MAX_PATCH = 64, 256
+PIXELS_PER_BATCH = 16 * 64 * 64
+"""Patch pixels a training step sees; bigger patches come with smaller batches."""
+MIN_BATCH = 4
+
+REFERENCE_STEP_FLOPS = 1.0
+MIN_STEPS = 1500
+"""The model grows while the budget still affords this many steps at the device's speed."""
+WIDTHS = (8, 12, 16, 24, 32)
+DEPTHS = (3, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What a training run does, and why (``reasons``: one line per decision)."""
+
+    patch_size: int = 64
+    batch_size: int = 16
+    depth: int = 3
+    base_filters: int = 8
+    class_weights: tuple[float, ...] | None = None
+    rotations: bool = True
+    per_channel: bool = False
+    ema: bool = True
+    reasons: tuple[str, ...] = ()
+
+    def config_fields(self) -> dict[str, object]:
+        """The TrainConfig fields this recipe sets."""
+        return {
+            "patch_size": self.patch_size,
+            "batch_size": self.batch_size,
+            "depth": self.depth,
+            "base_filters": self.base_filters,
+            "class_weights": self.class_weights,
+            "rotations": self.rotations,
+            "ema": self.ema,
+        }
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def class_counts(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """(num_classes,) int64 labelled pixels of each class over all masks."""
+    counts = np.zeros(num_classes, np.int64)
+    for mask in masks:
+        histogram = np.bincount(mask.ravel(), minlength=256)
+        counts += histogram[:num_classes]
+    return counts
+
+
+def class_weights(counts: np.ndarray) -> tuple[float, ...] | None:
+    """Cross-entropy weight per class from its labelled-pixel count, or None if balanced.
+
+    ``frequency ** -CLASS_WEIGHT_POWER``, clipped to ``CLASS_WEIGHT_RANGE`` and scaled so the
+    average labelled pixel weighs 1; classes without labels get weight 1. None when no
+    weight would differ from 1 by more than 10 %.
+    """
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return None
+    present = counts > 0
+    frequency = np.where(present, counts / total, 1.0)
+    weights = np.clip(frequency**-CLASS_WEIGHT_POWER, 0, None)
+    weights[present] /= (weights[present] * frequency[present]).sum()
+    weights = np.clip(weights, *CLASS_WEIGHT_RANGE)
+    weights[~present] = 1.0
+    if np.all(np.abs(weights[present] - 1.0) <= 0.1):
+        return None
+    return tuple(round(float(w), 4) for w in weights)
+
+
+def has_up(masks: Sequence[np.ndarray], num_classes: int) -> bool:
+    """Whether the labels show that images have an up (classes sit at different heights).
+
+    For every image, the mean row (as a share of the height) of each class's labelled
+    pixels is taken, for classes with at least ``UP_MIN_SHARE`` of the image's labels; the
+    image's spread is the largest difference between two of them. Images have an up when
+    the median spread over images with two or more such classes exceeds ``UP_ROW_SPREAD``.
+    """
+    spreads = []
+    for mask in masks:
+        labelled = mask != UNLABELLED
+        total = int(np.count_nonzero(labelled))
+        if total == 0:
+            continue
+        rows = np.arange(mask.shape[0], dtype=np.float64)[:, None] / max(mask.shape[0] - 1, 1)
+        means = []
+        for class_index in range(num_classes):
+            is_class = mask == class_index
+            count = int(np.count_nonzero(is_class))
+            if count < UP_MIN_SHARE * total:
+                continue
+            means.append(float((is_class * rows).sum() / count))
+        if len(means) >= 2:
+            spreads.append(max(means) - min(means))
+    return bool(spreads) and float(np.median(spreads)) > UP_ROW_SPREAD
+
+
+def needs_per_channel(windows: Sequence[Sequence[tuple[float, float]]]) -> bool:
+    """Whether channels need their own windows, from each image's per-channel windows.
+
+    ``windows[i]`` holds image i's (lo, hi) per channel. Channels differ when, on the
+    median image, some channel's lo or hi is further than ``PER_CHANNEL_SPREAD`` of the
+    pooled span from another channel's.
+    """
+    differences = []
+    for channel_windows in windows:
+        if len(channel_windows) < 2:
+            continue
+        lows = [lo for lo, _ in channel_windows]
+        highs = [hi for _, hi in channel_windows]
+        span = max(max(highs) - min(lows), 1e-9)
+        differences.append(max(max(lows) - min(lows), max(highs) - min(highs)) / span)
+    return bool(differences) and float(np.median(differences)) > PER_CHANNEL_SPREAD
+
+
+def patch_and_batch(image_shapes: Sequence[tuple[int, int]], max_patch: int) -> tuple[int, int]:
+    """Patch side and batch size: the patch sees ``PATCH_CONTEXT`` of the median short side.
+
+    The side is a multiple of 32 between ``MIN_PATCH`` and ``max_patch``; the batch keeps
+    the pixels of a step at ``PIXELS_PER_BATCH`` (at least ``MIN_BATCH`` patches).
+    """
+    short = float(np.median([min(h, w) for h, w in image_shapes])) if image_shapes else 64
+    wanted = 32 * math.ceil(PATCH_CONTEXT * short / 32)
+    patch = int(min(max(wanted, MIN_PATCH), max_patch))
+    batch = max(MIN_BATCH, PIXELS_PER_BATCH // (patch * patch))
+    return patch, batch
+
+
+def step_cost(patch: int, batch: int, depth: int, base_filters: int) -> float:
+    """Relative cost of one training step (1.0 = patch 64, batch 16, depth 3, 8 filters).
+
+    Each U-Net level costs about the same (half the side, twice the filters), so the cost
+    grows with batch * patch^2 * filters^2 * (2 * depth + 1).
+    """
+    return (batch * patch**2 * base_filters**2 * (2 * depth + 1)) / (16 * 64**2 * 8**2 * 7)
+
+
+def model_size(
+    steps_per_second: float, budget: float | None, patch: int, batch: int
+) -> tuple[int, int]:
+    """The widest, deepest U-Net that still makes ``MIN_STEPS`` steps in ``budget``.
+
+    ``steps_per_second`` is the device's measured speed for the reference step (patch 64,
+    batch 16, depth 3, 8 filters). Without a time budget the smallest model is used.
+    """
+    best = (DEPTHS[0], WIDTHS[0])
+    if budget is None:
+        return best
+    for depth in DEPTHS:
+        for width in WIDTHS:
+            cost = step_cost(patch, batch, depth, width)
+            if steps_per_second / cost * budget >= MIN_STEPS:
+                best = max(best, (depth, width), key=lambda dw: dw[0] * 100 + dw[1])
+    return best
+
+
+def choose_recipe(
+    masks: Sequence[np.ndarray],
+    num_classes: int,
+    image_shapes: Sequence[tuple[int, int]],
+    channel_windows: Sequence[Sequence[tuple[float, float]]],
+    steps_per_second: float,
+    budget: float | None,
+    max_patch: int = 128,
+) -> Recipe:
+    """Decide the recipe from the labelled masks, the images and the device's speed."""
+    counts = class_counts(masks, num_classes)
+    weights = class_weights(counts)
+    up = has_up(masks, num_classes)
+    per_channel = needs_per_channel(channel_windows)
+    patch, batch = patch_and_batch(image_shapes, max_patch)
+    depth, width = model_size(steps_per_second, budget, patch, batch)
+    reasons = (
+        f"patch {patch} px, batch {batch}: sees {PATCH_CONTEXT:.0%} of the median short side",
+        f"U-Net depth {depth}, {width} filters: {steps_per_second:.1f} reference steps/s",
+        "class weights " + (", ".join(f"{w:.2f}" for w in weights) if weights else "none")
+        + f" from label counts {counts.tolist()}",
+        "no 90-degree turns or vertical flips: labels show an up" if up
+        else "all 8 flips/turns: labels show no up",
+        "per-channel normalisation" if per_channel else "channels normalised together",
+    )
+    return Recipe(patch, batch, depth, width, weights, not up, per_channel, True, reasons)

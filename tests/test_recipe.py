@@ -1,0 +1,105 @@
+"""The training recipe's decisions, each from the data or the device, on synthetic inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segtool.ml.recipe import (
+    MIN_STEPS,
+    choose_recipe,
+    class_weights,
+    has_up,
+    model_size,
+    needs_per_channel,
+    patch_and_batch,
+    step_cost,
+)
+
+UNLABELLED = 255
+
+
+def _scene(height=60, width=80, seed=0):
+    """Sky (2) on top, road (0) at the bottom, cars (1) in between: a street with an up."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((height, width), np.uint8)
+    mask[: height // 3] = 2
+    top = height // 2 + int(rng.integers(-3, 4))
+    mask[top : top + 8, 10:30] = 1
+    return mask
+
+
+def _blobs(size=64, seed=0):
+    """Round objects (1) anywhere on background (0): microscopy, no up."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((size, size), np.uint8)
+    rows, cols = np.mgrid[:size, :size]
+    for _ in range(12):
+        r, c = rng.integers(0, size, 2)
+        mask[(rows - r) ** 2 + (cols - c) ** 2 < 25] = 1
+    return mask
+
+
+def test_rare_classes_weigh_more_and_balanced_labels_need_no_weights():
+    assert class_weights(np.array([500, 520, 490])) is None
+    weights = class_weights(np.array([100_000, 10_000, 100, 0]))
+    assert weights is not None
+    assert weights[2] > weights[1] > weights[0]
+    assert weights[3] == 1.0  # no label, no opinion
+    counts = np.array([100_000, 10_000, 100])
+    w = np.asarray(class_weights(counts))
+    assert 0.25 <= w.min() and w.max() <= 8.0
+
+
+def test_labels_with_sky_above_road_have_an_up_and_blobs_do_not():
+    assert has_up([_scene(seed=s) for s in range(4)], 3)
+    assert not has_up([_blobs(seed=s) for s in range(4)], 2)
+    # Scribbles keep the layout: strokes in the same places still show the up.
+    scribbled = []
+    for seed in range(4):
+        mask = _scene(seed=seed)
+        thin = np.full_like(mask, UNLABELLED)
+        thin[::7] = mask[::7]
+        scribbled.append(thin)
+    assert has_up(scribbled, 3)
+    assert not has_up([np.full((10, 10), UNLABELLED, np.uint8)], 2)
+
+
+def test_channels_with_different_ranges_are_normalised_apart():
+    photo = [[(10.0, 240.0), (12.0, 235.0), (8.0, 250.0)]] * 3
+    mri_sequences = [[(0.0, 40.0), (0.0, 200.0), (30.0, 250.0)]] * 3
+    assert not needs_per_channel(photo)
+    assert needs_per_channel(mri_sequences)
+    assert not needs_per_channel([[(0.0, 1.0)]])
+
+
+def test_patch_sees_context_of_the_image_and_batch_keeps_the_pixels():
+    small_patch, small_batch = patch_and_batch([(100, 120)] * 3, max_patch=128)
+    assert small_patch == 64 and small_batch == 16
+    big_patch, big_batch = patch_and_batch([(1024, 1024)], max_patch=128)
+    assert big_patch == 128 and big_batch == 4
+    assert patch_and_batch([(2000, 3000)], max_patch=256)[0] == 256
+    assert patch_and_batch([(227, 320)], max_patch=128)[0] == 128
+
+
+def test_faster_device_or_longer_budget_affords_a_larger_model():
+    cpu = model_size(steps_per_second=15.0, budget=120.0, patch=64, batch=16)
+    gpu = model_size(steps_per_second=600.0, budget=120.0, patch=64, batch=16)
+    assert cpu == (3, 8)
+    assert gpu[0] >= cpu[0] and gpu[1] > cpu[1]
+    depth, width = gpu
+    assert 600.0 / step_cost(64, 16, depth, width) * 120.0 >= MIN_STEPS
+    assert model_size(15.0, None, 64, 16) == (3, 8)
+    assert model_size(15.0, 1200.0, 64, 16) > cpu
+
+
+def test_choose_recipe_for_a_fast_device_and_a_street_like_project():
+    masks = [_scene(seed=s) for s in range(3)]
+    windows = [[(0.0, 255.0)] * 3] * 3
+    slow = choose_recipe(masks, 3, [(227, 320)] * 3, windows, 15.0, 120.0)
+    fast = choose_recipe(masks, 3, [(227, 320)] * 3, windows, 600.0, 120.0)
+    assert not slow.rotations and not fast.rotations
+    assert (fast.depth, fast.base_filters) > (slow.depth, slow.base_filters)
+    assert slow.class_weights is not None and slow.class_weights[1] > slow.class_weights[2]
+    assert len(slow.reasons) == 5 and any("up" in r for r in slow.reasons)
+    blobs = choose_recipe([_blobs()], 2, [(64, 64)], [[(0.0, 1.0)]], 15.0, 120.0)
+    assert blobs.rotations and not blobs.per_channel
