@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +16,95 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ModelSidecar:
+    """A model's sidecar (``models/<stem>.json``) as checked, typed fields.
+
+    Built by :meth:`from_dict`, which refuses wrong types with one line naming the file;
+    ``raw`` keeps the whole dict (keys this segtool does not read included).
+    """
+
+    classes: tuple[str, ...] = ()
+    channels: int = 1
+    created: str = ""
+    trained_on: tuple[str, ...] = ()
+    labelled_pixels: int | None = None
+    steps: int | None = None
+    seconds: float | None = None
+    device: str = ""
+    parent: str | None = None
+    mean_val_iou: float | None = None
+    val_iou: dict[str, float | None] = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict, path: Path | None = None) -> ModelSidecar:
+        """Check ``data`` (a parsed sidecar) and type it; SegtoolError naming ``path``."""
+        if not isinstance(data, dict):
+            raise SegtoolError("malformed model sidecar (not a JSON object)", path)
+        problem = sidecar_problem(data)
+        if problem:
+            raise SegtoolError(f"malformed model sidecar: {problem}", path)
+        metrics = data.get("metrics", {})
+        iou = metrics.get("mean_val_iou")
+        seconds = data.get("seconds")
+        return cls(
+            classes=tuple(c["name"] for c in data.get("classes", [])),
+            channels=int(data.get("channels", 1)),
+            created=str(data.get("created", "")),
+            trained_on=tuple(data.get("trained_on", [])),
+            labelled_pixels=data.get("labelled_pixels"),
+            steps=data.get("steps"),
+            seconds=None if seconds is None else float(seconds),
+            device=str(data.get("device", "")),
+            parent=data.get("parent"),
+            mean_val_iou=None if iou is None else float(iou),
+            val_iou={str(k): (None if v is None else float(v))
+                     for k, v in metrics.get("val_iou", {}).items()},
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class ModelRecord:
-    """One ``models/<name>.keras`` file and its JSON sidecar."""
+    """One ``models/<name>.keras`` file and its checked sidecar."""
 
     path: Path
-    sidecar: dict
+    sidecar: ModelSidecar
 
     @property
     def name(self) -> str:
+        """The file name in models/."""
         return self.path.name
 
     @property
     def created(self) -> str:
-        return str(self.sidecar.get("created", ""))
+        """When it was trained (ISO date), or ""."""
+        return self.sidecar.created
 
     @property
     def mean_val_iou(self) -> float | None:
-        value = self.sidecar.get("metrics", {}).get("mean_val_iou")
-        return float(value) if isinstance(value, (int, float)) else None
+        """Mean validation IoU, None when nothing was held out."""
+        return self.sidecar.mean_val_iou
 
     @property
     def val_iou(self) -> dict[str, float | None]:
-        return dict(self.sidecar.get("metrics", {}).get("val_iou", {}))
+        """Validation IoU per class name."""
+        return dict(self.sidecar.val_iou)
 
     @property
     def trained_on(self) -> list[str]:
-        return list(self.sidecar.get("trained_on", []))
+        """The image stems it was trained on."""
+        return list(self.sidecar.trained_on)
 
 
 def sidecar_path(model_path: str | Path) -> Path:
     """``models/x.keras`` -> ``models/x.json``."""
     return Path(model_path).with_suffix(".json")
+
+
+def load_sidecar(model_path: str | Path) -> ModelSidecar:
+    """The checked sidecar of ``model_path`` (see :func:`read_sidecar`)."""
+    return ModelSidecar.from_dict(read_sidecar(model_path), sidecar_path(model_path))
 
 
 def read_sidecar(model_path: str | Path) -> dict:
@@ -119,7 +177,7 @@ def list_models(models_dir: Path) -> list[ModelRecord]:
     records = []
     for path in sorted(models_dir.glob("*.keras")):
         try:
-            records.append(ModelRecord(path, read_sidecar(path)))
+            records.append(ModelRecord(path, load_sidecar(path)))
         except SegtoolError as error:
             log.warning("%s", error)
     return sorted(records, key=lambda record: (record.created, record.name))

@@ -46,7 +46,7 @@ class ModelsPanel(QWidget):
             self.table.insertRow(row)
             iou = record.mean_val_iou
             cells = ("★" if record.name == current else "", record.created.replace("T", " "),
-                     str(len(record.trained_on)), str(record.sidecar.get("labelled_pixels", "")),
+                     str(len(record.trained_on)), str(record.sidecar.labelled_pixels or ""),
                      "n/a" if iou is None else f"{iou:.3f}")
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)

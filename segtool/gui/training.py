@@ -8,7 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from segtool.core.errors import SegtoolError
-from segtool.core.models import list_models
+from segtool.core.models import ModelSidecar, list_models
 from segtool.core.project import Project
 from segtool.gui import settings as keys
 from segtool.gui.models_panel import ModelsPanel
@@ -107,8 +107,7 @@ class TrainingController(QObject):
 
     def _on_finished(self, outcome: object) -> None:
         self.thread = None
-        metrics = outcome.sidecar["metrics"]
-        iou = metrics.get("mean_val_iou")
+        iou = ModelSidecar.from_dict(outcome.sidecar, outcome.model_path).mean_val_iou
         scored = "n/a" if iou is None else f"{iou:.3f}"
         name = outcome.model_path.name
         if outcome.became_current:
