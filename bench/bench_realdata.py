@@ -15,8 +15,10 @@ labelled pixels and is scored on the same test images.
     python bench/bench_realdata.py --data ../shared/data --sets fluo_dsb2018 --budgets 30
     python bench/bench_realdata.py --data ../shared/data --finetune         # + Ctrl+T check
 
-``--finetune`` also trains a second time from the 120 s model (``segtool train`` without
-``--from-scratch``, as the window's Ctrl+T does) and reports its score next to scratch.
+Runs go budget by budget (every set at the first budget, then the next), so an interrupted
+full run still has every set at the first budgets. ``--finetune`` then trains once more from
+the project's current model (``segtool train`` without ``--from-scratch``, as the window's
+Ctrl+T does) for 120 s and reports its score next to scratch.
 ``--in-process --set FIELD=VALUE`` trains in this process with TrainConfig overrides, for
 comparing recipes (not the user's path). Needs scikit-image and scikit-learn (bench only).
 Projects live in a temporary folder, deleted at the end; the data folder is only read.
@@ -25,6 +27,7 @@ Projects live in a temporary folder, deleted at the end; the data folder is only
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -72,12 +75,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainConfig overrides (with --in-process)")
     parser.add_argument("--json", type=Path, default=None, help="append result rows here")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow threads (with --in-process; 1 = the window's setting "
+                             "on 2 cores)")
     args = parser.parse_args(argv)
     if args.quick:
         args.budgets = [QUICK_BUDGET]
         args.max_test = args.max_test or QUICK_MAX_TEST
-    if args.set and not args.in_process:
-        parser.error("--set needs --in-process")
+    if (args.set or args.threads) and not args.in_process:
+        parser.error("--set and --threads need --in-process")
     return args
 
 
@@ -159,65 +165,96 @@ def fmt(values: np.ndarray) -> str:
     return " ".join("  nan" if np.isnan(v) else f"{v:.3f}" for v in values)
 
 
+@dataclasses.dataclass
+class Case:
+    """One set in one regime: its split, training masks, project and forest baseline."""
+
+    name: str
+    regime: str
+    data_split: realdata.Split
+    share: float
+    project_dir: Path
+    forest: realdata.ForestResult | None
+
+
+def prepare(args: argparse.Namespace, temp: Path) -> list[Case]:
+    cases = []
+    for name in args.sets:
+        data_split = realdata.split(args.data, name, args.max_test)
+        for regime in args.regime:
+            masks = realdata.labelled_masks(data_split, regime, args.seed)
+            folder = temp / f"{name}-{regime}"
+            folder.mkdir()
+            cases.append(Case(
+                name, regime, data_split, realdata.labelled_share(list(masks.values())),
+                make_project(folder, data_split, masks),
+                None if args.no_forest else realdata.forest_baseline(data_split, masks,
+                                                                     args.seed),
+            ))
+    return cases
+
+
+def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
+             overrides: dict) -> dict:
+    """Train (scratch or fine-tune), predict the test images, score; print one row."""
+    stems = sorted(case.data_split.test)
+    started = time.monotonic()
+    if args.in_process:
+        model, steps, device = train_in_process(case.project_dir, budget, scratch, overrides)
+    else:
+        model, steps, device = train_cli(case.project_dir, budget, scratch)
+    wall = time.monotonic() - started
+    out = case.project_dir.parent / f"predicted-{budget:g}-{scratch}"
+    if args.in_process:
+        predict_in_process(case.project_dir, model, stems, out)
+    else:
+        predict_cli(case.project_dir, model, stems, out)
+    ious, miou = realdata.score_predictions(case.data_split, read_predictions(out, stems))
+    flipped = float("nan")
+    if args.in_process:  # the same model with test-time flips, for comparison
+        predict_in_process(case.project_dir, model, stems, out, flip=True)
+        flipped = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
+    forest = case.forest
+    forest_miou = forest.miou if forest else float("nan")
+    label = f"{budget:g}" + ("" if scratch else "+ft")
+    flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
+    print(f"{case.name:34} {case.regime:9} {case.share:8.2%} {label:>6} {steps:6d} {wall:7.1f} "
+          f"{miou:6.3f}{flip_note} {forest_miou:6.3f} {miou - forest_miou:+6.3f} "
+          f"{forest.seconds if forest else float('nan'):8.1f}  {fmt(ious)} | "
+          f"{fmt(forest.ious) if forest else ''}", flush=True)
+    return {
+        "set": case.name, "regime": case.regime, "labelled_share": case.share,
+        "budget": budget, "scratch": scratch, "steps": steps, "wall": wall,
+        "device": device, "miou": miou, "miou_flip": flipped, "ious": ious.tolist(),
+        "forest_miou": forest_miou, "forest_ious": forest.ious.tolist() if forest else None,
+        "forest_seconds": forest.seconds if forest else None,
+        "forest_samples": forest.samples if forest else None,
+        "test_images": len(stems), "overrides": overrides, "threads": args.threads,
+    }
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     overrides = config_overrides(args.set)
-    rows = []
+    if args.threads is not None:
+        from segtool.ml.device import configure_devices
+
+        configure_devices(args.threads)
     print(f"{'set':34} {'regime':9} {'labelled':>8} {'budget':>6} {'steps':>6} "
           f"{'wall s':>7} {'mIoU':>6} {'forest':>6} {'delta':>6} {'forest s':>8}  per-class IoU "
           "(segtool | forest)", flush=True)
-    for name in args.sets:
-        data_split = realdata.split(args.data, name, args.max_test)
-        stems = sorted(data_split.test)
-        for regime in args.regime:
-            masks = realdata.labelled_masks(data_split, regime, args.seed)
-            share = realdata.labelled_share(list(masks.values()))
-            forest = None if args.no_forest else realdata.forest_baseline(
-                data_split, masks, args.seed)
-            with tempfile.TemporaryDirectory(prefix="segtool-realdata-") as temp:
-                project_dir = make_project(Path(temp), data_split, masks)
-                runs = [(budget, True) for budget in args.budgets]
-                if args.finetune:
-                    runs.append((120.0 if 120.0 in args.budgets else args.budgets[-1], False))
-                for budget, scratch in runs:
-                    started = time.monotonic()
-                    if args.in_process:
-                        model, steps, device = train_in_process(
-                            project_dir, budget, scratch, overrides)
-                    else:
-                        model, steps, device = train_cli(project_dir, budget, scratch)
-                    wall = time.monotonic() - started
-                    out = Path(temp) / f"predicted-{budget:g}-{scratch}"
-                    if args.in_process:
-                        predict_in_process(project_dir, model, stems, out)
-                    else:
-                        predict_cli(project_dir, model, stems, out)
-                    predicted = read_predictions(out, stems)
-                    ious, miou = realdata.score_predictions(data_split, predicted)
-                    flipped = float("nan")
-                    if args.in_process:  # the same model with test-time flips, for comparison
-                        predict_in_process(project_dir, model, stems, out, flip=True)
-                        flipped = realdata.score_predictions(
-                            data_split, read_predictions(out, stems))[1]
-                    label = f"{budget:g}" + ("" if scratch else "+ft")
-                    forest_miou = forest.miou if forest else float("nan")
-                    flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
-                    print(f"{name:34} {regime:9} {share:8.2%} {label:>6} {steps:6d} {wall:7.1f} "
-                          f"{miou:6.3f}{flip_note} {forest_miou:6.3f} {miou - forest_miou:+6.3f} "
-                          f"{forest.seconds if forest else float('nan'):8.1f}  {fmt(ious)} | "
-                          f"{fmt(forest.ious) if forest else ''}", flush=True)
-                    rows.append({
-                        "set": name, "regime": regime, "labelled_share": share,
-                        "budget": budget, "scratch": scratch, "steps": steps, "wall": wall,
-                        "device": device, "miou": miou, "miou_flip": flipped, "ious": ious.tolist(),
-                        "forest_miou": forest_miou,
-                        "forest_ious": forest.ious.tolist() if forest else None,
-                        "forest_seconds": forest.seconds if forest else None,
-                        "test_images": len(stems), "overrides": overrides,
-                    })
-                    if args.json:
-                        with args.json.open("a") as handle:
-                            handle.write(json.dumps(rows[-1]) + "\n")
+    with tempfile.TemporaryDirectory(prefix="segtool-realdata-") as temp:
+        cases = prepare(args, Path(temp))
+        # Budget by budget, so that an interrupted full run has every set at the first ones.
+        runs = [(budget, True) for budget in args.budgets]
+        if args.finetune:
+            runs.append((120.0 if 120.0 in args.budgets else args.budgets[-1], False))
+        for budget, scratch in runs:
+            for case in cases:
+                row = run_case(args, case, budget, scratch, overrides)
+                if args.json:
+                    with args.json.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
     return 0
 
 

@@ -168,3 +168,15 @@ def test_training_reads_only_the_labelled_area_of_a_big_image(make_project):
     (crop,) = training_set.normalised(spec)
     whole = model_input(project.load_image("img-1"), spec)
     np.testing.assert_array_equal(crop, whole[0:56, 884:966])
+
+
+def test_labels_in_two_far_corners_train_on_two_small_crops(make_project):
+    project = make_project(n_images=1, size=1024)
+    mask = np.full((1024, 1024), UNLABELLED, np.uint8)
+    mask[0:20, 0:30] = 0
+    mask[1000:1024, 990:1024] = 1
+    project.save_mask("img-1", mask)
+    training_set = collect_training_set(project, margin=16)
+    assert training_set.stems == ["img-1", "img-1"]
+    assert sorted(raw.shape[:2] for raw in training_set.raw) == [(36, 46), (40, 50)]
+    assert training_set.labelled_pixels == 20 * 30 + 24 * 34

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from segtool.core.errors import SegtoolError
@@ -73,11 +74,11 @@ class InputSpec:
 class TrainingSet:
     """The labelled images of a project, cropped around their labels, not yet normalised.
 
-    ``raw[i]`` is a crop of image i (its own dtype and layout) around the labelled pixels
-    of ``masks[i]`` ((H, W) uint8, 255 = unlabelled, the same crop); ``pooled[i]`` and
-    ``per_channel[i]`` are the whole image's percentile windows, so normalising the crop
-    gives exactly the pixels the whole image would. ``shapes[i]`` is the whole image's
-    (H, W).
+    Entry i is one crop (an image has one per cluster of labels): ``raw[i]`` is the crop of
+    image ``stems[i]`` (its own dtype and layout) around the labelled pixels of ``masks[i]``
+    ((H, W) uint8, 255 = unlabelled, the same crop); ``pooled[i]`` and ``per_channel[i]`` are
+    the whole image's percentile windows, so normalising the crop gives exactly the pixels
+    the whole image would. ``shapes[i]`` is the whole image's (H, W).
     """
 
     stems: list[str]
@@ -140,15 +141,37 @@ def model_input(image: np.ndarray, spec: InputSpec | int) -> np.ndarray:
     return spec.apply(image, spec.windows(image))
 
 
-def labelled_crop(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """The bounding box of ``mask``'s labelled pixels grown by ``margin``, inside the mask."""
-    rows = np.flatnonzero(np.any(mask != UNLABELLED, axis=1))
-    cols = np.flatnonzero(np.any(mask != UNLABELLED, axis=0))
+def labelled_crops(mask: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
+    """Windows around each cluster of labelled pixels, each grown by ``margin``.
+
+    Labels closer than about ``2 * margin`` share a window; labels far apart (two corners of
+    a huge image) get one window each, so training reads the labelled areas and their
+    context, never the empty image in between.
+    """
+    labelled = mask != UNLABELLED
     height, width = mask.shape
-    return (
-        slice(max(0, int(rows[0]) - margin), min(height, int(rows[-1]) + 1 + margin)),
-        slice(max(0, int(cols[0]) - margin), min(width, int(cols[-1]) + 1 + margin)),
-    )
+    block = max(int(margin), 32)
+    rows, cols = -(-height // block), -(-width // block)
+    padded = np.zeros((rows * block, cols * block), bool)
+    padded[:height, :width] = labelled
+    grid = padded.reshape(rows, block, cols, block).any(axis=(1, 3)).astype(np.uint8)
+    grown = cv2.dilate(grid, np.ones((3, 3), np.uint8))
+    count, components = cv2.connectedComponents(grown, connectivity=8)
+    windows = []
+    for component in range(1, count):
+        in_component = np.repeat(np.repeat(components == component, block, 0), block, 1)
+        own = labelled & in_component[:height, :width]
+        found_rows = np.flatnonzero(own.any(axis=1))
+        found_cols = np.flatnonzero(own.any(axis=0))
+        if len(found_rows) == 0:
+            continue
+        windows.append((
+            slice(max(0, int(found_rows[0]) - margin),
+                  min(height, int(found_rows[-1]) + 1 + margin)),
+            slice(max(0, int(found_cols[0]) - margin),
+                  min(width, int(found_cols[-1]) + 1 + margin)),
+        ))
+    return windows
 
 
 def collect_training_set(
@@ -187,15 +210,15 @@ def collect_training_set(
     training_set = TrainingSet([], [], [], channels)
     for stem, mask in pairs:
         image = project.load_image(stem)
-        window = labelled_crop(mask, margin)
-        training_set.stems.append(stem)
-        training_set.raw.append(np.ascontiguousarray(image[window]))
-        training_set.masks.append(np.ascontiguousarray(mask[window]))
-        training_set.shapes.append(mask.shape)
-        training_set.pooled.append(channel_windows(image, NORMALISATION["low"],
-                                                   NORMALISATION["high"], False))
-        training_set.per_channel.append(channel_windows(image, NORMALISATION["low"],
-                                                        NORMALISATION["high"], True))
+        pooled = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], False)
+        per_channel = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], True)
+        for window in labelled_crops(mask, margin):
+            training_set.stems.append(stem)
+            training_set.raw.append(np.ascontiguousarray(image[window]))
+            training_set.masks.append(np.ascontiguousarray(mask[window]))
+            training_set.shapes.append(mask.shape)
+            training_set.pooled.append(pooled)
+            training_set.per_channel.append(per_channel)
         del image
     return training_set
 
@@ -331,7 +354,7 @@ def train_project(
             "mean_val_iou": new_iou,
             "previous_model_val_iou": previous_iou,
         },
-        "trained_on": training_set.stems,
+        "trained_on": list(dict.fromkeys(training_set.stems)),
         "labelled_pixels": training_set.labelled_pixels,
         "steps": int(result.steps),
         "seconds": round(float(time.monotonic() - started), 2),
