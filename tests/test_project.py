@@ -341,3 +341,25 @@ def test_deeply_nested_sidecar_is_one_warning_not_a_crash(tmp_path):
     with pytest.raises(SegtoolError, match="nested too deeply"):
         read_sidecar(models / "m.keras")
     assert list_models(models) == []
+
+
+def test_read_image_changes_nothing_and_the_workspace_records_the_status(tmp_path):
+    from segtool.core.workspace import Workspace
+
+    project = Project.create(tmp_path / "p")
+    project.import_images([write_png(tmp_path / "a.png", gray())])
+    good = project.image_path("a").read_bytes()
+    project.image_path("a").write_bytes(b"garbage")
+    before = project.project_file.read_bytes()
+    with pytest.raises(SegtoolError):
+        project.read_image("a")  # what worker threads call: no write behind their back
+    assert project.project_file.read_bytes() == before
+    assert project.status("a") == ImageStatus.UNLABELLED
+
+    workspace = Workspace(project)
+    with pytest.raises(SegtoolError):
+        workspace.open("a")
+    assert Project.open(project.root).status("a") == ImageStatus.UNREADABLE
+    project.image_path("a").write_bytes(good)
+    workspace.open("a")
+    assert Project.open(project.root).status("a") == ImageStatus.UNLABELLED

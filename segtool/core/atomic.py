@@ -34,7 +34,8 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        if isinstance(error, OSError) and error.filename != str(target):
+        if isinstance(error, OSError) and error.errno is not None \
+                and error.filename != str(target):
             # A failed write or fsync names no file (ENOSPC: "No space left on device"):
             # name the one the user knows, not the temporary one.
             raise named_error(error, target) from error
@@ -43,9 +44,10 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
 
 
 def named_error(error: OSError, path: str | os.PathLike[str]) -> OSError:
-    """``error`` again (same errno, so the same subclass) but naming ``path``."""
+    """``error`` again (same errno, so the same subclass) but naming ``path``; an error
+    without an errno (not the system's) is returned as it is."""
     if error.errno is None:
-        return OSError(f"{os.fspath(path)}: {error}")
+        return error
     return OSError(error.errno, error.strerror or str(error), os.fspath(path))
 
 

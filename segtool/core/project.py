@@ -373,14 +373,23 @@ class Project:
             name = self._images[existing]["file"]
             return f"an image named {existing!r} is already in the project ({name})"
 
-    def load_image(self, stem: str) -> np.ndarray:
-        """Decode the project copy of image ``stem`` (see images.read_image).
+    def read_image(self, stem: str) -> np.ndarray:
+        """Decode the project copy of image ``stem`` (see images.read_image); changes nothing.
 
-        A failure marks the image UNREADABLE (and raises SegtoolError); a later success
-        clears that mark.
+        For worker threads and anyone but the session's owner: statuses are the owner's to
+        set (the workspace does it on the GUI thread).
+        """
+        return read_image(self.image_path(stem), self.max_pixels)
+
+    def load_image(self, stem: str) -> np.ndarray:
+        """:meth:`read_image`, and record what was found: a failure marks the image
+        UNREADABLE (and raises SegtoolError); a later success clears that mark.
+
+        For single-threaded callers that own the project (the CLI); saves segtool.json when
+        the status changes.
         """
         try:
-            image = read_image(self.image_path(stem), self.max_pixels)
+            image = self.read_image(stem)
         except SegtoolError:
             self._mark(stem, ImageStatus.UNREADABLE)
             raise

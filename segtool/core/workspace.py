@@ -94,11 +94,15 @@ class Workspace:
         the image starts unlabelled; ``messages`` says so.
         """
         try:
-            image = self.project.load_image(stem)
+            image = self.project.read_image(stem)
         except SegtoolError as error:
             self.unreadable[stem] = error.problem
+            self._mark(stem, ImageStatus.UNREADABLE)
             raise
         self.unreadable.pop(stem, None)
+        if self.project.status(stem) == ImageStatus.UNREADABLE:  # readable again
+            has_mask = self.project.mask_path(stem).exists()
+            self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
         messages: list[str] = []
         document = self._documents.get(stem)
         if document is None or document.shape != image.shape[:2]:
@@ -114,6 +118,19 @@ class Workspace:
         pending = (not self.read_only and not document.modified
                    and journal.newer_than(self.project.mask_path(stem)))
         return OpenedImage(stem, image, document, percentiles(image), messages, pending)
+
+    def _mark(self, stem: str, status: ImageStatus) -> None:
+        """Record a status found while opening; a failed save is shown, not raised (the
+        problem being reported is the image's)."""
+        try:
+            self.project.set_status(stem, status)
+        except (SegtoolError, OSError) as error:
+            self._tell(f"could not record {stem} as {status.value}: {error}")
+
+    def _tell(self, problem: str) -> None:
+        log.warning("%s", problem)
+        for on_problem in list(self._problem_listeners):
+            on_problem(problem)
 
     def _load_mask(self, stem: str, shape: tuple[int, int], messages: list[str]) -> np.ndarray:
         path = self.project.mask_path(stem)
@@ -179,8 +196,7 @@ class Workspace:
     def _journal_step(self, stem: str) -> None:
         problem = self.commit(stem)
         if problem:
-            for on_problem in list(self._problem_listeners):
-                on_problem(problem)
+            self._tell(problem)
 
     def commit(self, stem: str) -> str | None:
         """Append the pixels changed since the last commit to ``stem``'s crash journal.
@@ -197,10 +213,8 @@ class Workspace:
             self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels)
         except OSError as error:
             cause = "disk full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
-            problem = (f"crash protection is off: {cause} ({error.filename or 'journal'}); "
-                       "save with Ctrl+S when there is room")
-            log.warning("%s", problem)
-            return problem
+            return (f"crash protection is off: {cause} ({error.filename or 'journal'}); "
+                    "save with Ctrl+S when there is room")
         return None
 
     def restore_journal(self, stem: str) -> int:

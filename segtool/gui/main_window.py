@@ -255,8 +255,6 @@ class MainWindow(QMainWindow):
             self.image_list.update_status(stem, ImageStatus.UNREADABLE, error.problem)
             self.show_error(str(error))
             return False
-        if self.project.status(stem) == ImageStatus.UNREADABLE:
-            self.project.set_status(stem, ImageStatus.UNLABELLED)
         self.current_stem, self.opened = stem, opened
         if opened.journal_pending and self.ask(
             "Restore unsaved edits?",

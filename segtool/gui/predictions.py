@@ -92,7 +92,8 @@ class PredictionLayer(QObject):
             (ImageStatus.REVIEWED, ImageStatus.UNREADABLE)
             and (value := self.uncertainty(stem)) is not None
         ]
-        return max(candidates)[1] if candidates else None
+        # Ties go to the earlier image in the list (max keeps the first of equal values).
+        return max(candidates, key=lambda pair: pair[0])[1] if candidates else None
 
     def _ensure_thread(self) -> PredictionThread:
         if self.thread is None:
