@@ -127,7 +127,10 @@ class ProjectLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:  # at interpreter exit the modules release() uses may be gone; the OS frees it
+            self.release()
+        except Exception:  # noqa: BLE001 - nothing to report from a finaliser
+            pass
 
 
 def read_holder(root: str | os.PathLike[str]) -> LockHolder | None:
