@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 VALIDATION_BATCH = 16
 MAX_VALIDATION_CROPS = 64
+VALIDATION_GAP = 9.0
+"""A time-budgeted run trains at least this many times as long as it last validated."""
 
 
 @dataclasses.dataclass
@@ -255,6 +257,7 @@ def train_model(
     cancelled = False
     step = 0
     schedule_start: float | None = None
+    last_validation = (0, start, start)  # step, start and end time of the latest validation
     while True:
         if cancel is not None and cancel():
             cancelled = True
@@ -277,12 +280,14 @@ def train_model(
             step, elapsed, schedule_start - start, config.max_seconds, total_steps
         )
 
-        if step % config.steps_per_epoch == 0 and not validate.empty:
+        if _validation_due(step, config, validate.empty, last_validation):
+            validation_start = time.monotonic()
             with _averaged(average):
                 val_iou = validate(predict)
                 score = mean_iou(np.asarray(val_iou))
                 if score > best_score:
                     best_score, best_weights, best_iou = score, model.get_weights(), val_iou
+            last_validation = (step, validation_start, time.monotonic())
         report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
         history.append(report)
         if progress is not None:
@@ -290,7 +295,7 @@ def train_model(
 
     if average is not None and step > 0:
         average.swap()  # from here on the model holds the averaged weights
-    if not cancelled and not validate.empty and step % config.steps_per_epoch != 0:
+    if not cancelled and not validate.empty and last_validation[0] != step:
         val_iou = validate(predict)
         score = mean_iou(np.asarray(val_iou))
         if score > best_score:  # the final weights are the best: keep them
@@ -340,6 +345,19 @@ def holdout_iou(
         for start in range(0, len(crops), VALIDATION_BATCH)
     ])
     return iou_per_class(predictions, labels, num_classes)
+
+
+def _validation_due(
+    step: int, config: TrainConfig, empty: bool, last: tuple[int, float, float]
+) -> bool:
+    """Validate every ``steps_per_epoch`` steps; within a time budget, also keep validation
+    to about ``1 / VALIDATION_GAP`` of the time (big crops or a slow device)."""
+    if empty or step % config.steps_per_epoch:
+        return False
+    if config.max_seconds is None:
+        return True
+    _, began, ended = last
+    return time.monotonic() - ended >= VALIDATION_GAP * (ended - began)
 
 
 def _downsamplings(model: keras.Model) -> int:
