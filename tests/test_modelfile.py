@@ -272,3 +272,13 @@ def test_current_model_must_be_a_file_name_in_models(tmp_path, name):
     file.write_text(json.dumps(data))
     with pytest.raises(SegtoolError, match="'current_model' must be a file name in models/"):
         Project.open(tmp_path / "p")
+
+
+def test_saved_model_files_get_the_umask_like_any_new_file(tmp_path, model):
+    old = os.umask(0o002)
+    try:
+        save_model(model, tmp_path / "shared.keras", {"channels": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.keras").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o664

@@ -106,13 +106,13 @@ def test_budget_counts_reading_the_images(make_project, monkeypatch):
 
     import segtool.ml.train as train_module
 
-    slow_load = Project.load_image
+    slow_load = Project.read_image
 
     def load_slowly(self, stem):
         time.sleep(2.0)
         return slow_load(self, stem)
 
-    monkeypatch.setattr(Project, "load_image", load_slowly)
+    monkeypatch.setattr(Project, "read_image", load_slowly)
     budgets = []
     real_train = train_module.train_model
 
@@ -131,13 +131,13 @@ def test_no_step_in_the_budget_means_no_model(make_project, monkeypatch):
     _label_half(project)
     import time
 
-    slow_load = Project.load_image
+    slow_load = Project.read_image
 
     def load_slowly(self, stem):
         time.sleep(1.5)
         return slow_load(self, stem)
 
-    monkeypatch.setattr(Project, "load_image", load_slowly)
+    monkeypatch.setattr(Project, "read_image", load_slowly)
     with pytest.raises(SegtoolError, match="no training step fitted"):
         train_project(project, max_seconds=1.0, config_overrides=TINY)
     assert not list(project.models_dir.iterdir())

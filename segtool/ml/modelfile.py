@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from segtool.core.atomic import atomic_write_text
+from segtool.core.atomic import atomic_write_text, process_umask
 from segtool.core.errors import SegtoolError
 from segtool.core.models import read_sidecar, sidecar_path
 from segtool.ml.backend import keras
@@ -71,6 +71,7 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], sidecar: dict) 
     fd, temporary = tempfile.mkstemp(
         prefix=f".{target.stem}.", suffix=f".tmp{MODEL_SUFFIX}", dir=target.parent
     )
+    os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's 0600 would hide it from the group
     os.close(fd)
     try:
         model.save(temporary, overwrite=True)

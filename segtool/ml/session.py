@@ -209,7 +209,7 @@ def collect_training_set(
         raise SegtoolError("nothing is labelled yet: paint some pixels first", project.root)
     training_set = TrainingSet([], [], [], channels)
     for stem, mask in pairs:
-        image = project.load_image(stem)
+        image = project.read_image(stem)
         pooled = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], False)
         per_channel = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], True)
         for window in labelled_crops(mask, margin):
@@ -424,5 +424,5 @@ def predict_stem(
 
     if flip is None:
         flip = sidecar.get("test_time_flip") is True
-    image = model_input(project.load_image(stem), InputSpec.from_sidecar(sidecar))
+    image = model_input(project.read_image(stem), InputSpec.from_sidecar(sidecar))
     return predict_tiled(model, image, flip=flip)
