@@ -180,3 +180,19 @@ def test_labels_in_two_far_corners_train_on_two_small_crops(make_project):
     assert training_set.stems == ["img-1", "img-1"]
     assert sorted(raw.shape[:2] for raw in training_set.raw) == [(36, 46), (40, 50)]
     assert training_set.labelled_pixels == 20 * 30 + 24 * 34
+
+
+def test_crops_cover_every_labelled_pixel_of_any_mask():
+    from segtool.ml.session import labelled_crops
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        height, width = (int(v) for v in rng.integers(1, 300, 2))
+        mask = np.full((height, width), UNLABELLED, np.uint8)
+        for _ in range(int(rng.integers(1, 5))):
+            row, col = int(rng.integers(0, height)), int(rng.integers(0, width))
+            mask[row : row + int(rng.integers(1, 20)), col : col + int(rng.integers(1, 20))] = 1
+        covered = np.zeros(mask.shape, bool)
+        for window in labelled_crops(mask, int(rng.integers(1, 40))):
+            covered[window] = True
+        assert covered[mask != UNLABELLED].all()

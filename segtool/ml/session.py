@@ -151,18 +151,21 @@ def labelled_crops(mask: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
     labelled = mask != UNLABELLED
     height, width = mask.shape
     block = max(int(margin), 32)
-    rows, cols = -(-height // block), -(-width // block)
-    padded = np.zeros((rows * block, cols * block), bool)
-    padded[:height, :width] = labelled
-    grid = padded.reshape(rows, block, cols, block).any(axis=(1, 3)).astype(np.uint8)
+    # Blocks holding labels: any() over row bands, then over column bands (exact, small).
+    grid = _band_any(_band_any(labelled, block).T, block).T.astype(np.uint8)
     grown = cv2.dilate(grid, np.ones((3, 3), np.uint8))
-    count, components = cv2.connectedComponents(grown, connectivity=8)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     windows = []
     for component in range(1, count):
-        in_component = np.repeat(np.repeat(components == component, block, 0), block, 1)
-        own = labelled & in_component[:height, :width]
-        found_rows = np.flatnonzero(own.any(axis=1))
-        found_cols = np.flatnonzero(own.any(axis=0))
+        left, top, span_cols, span_rows, _ = stats[component]
+        area = (slice(top * block, min(height, (top + span_rows) * block)),
+                slice(left * block, min(width, (left + span_cols) * block)))
+        cells = components[top : top + span_rows, left : left + span_cols] == component
+        cells = np.repeat(np.repeat(cells, block, 0), block, 1)
+        own = labelled[area] & cells[: area[0].stop - area[0].start,
+                                     : area[1].stop - area[1].start]
+        found_rows = np.flatnonzero(own.any(axis=1)) + area[0].start
+        found_cols = np.flatnonzero(own.any(axis=0)) + area[1].start
         if len(found_rows) == 0:
             continue
         windows.append((
@@ -172,6 +175,15 @@ def labelled_crops(mask: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
                   min(width, int(found_cols[-1]) + 1 + margin)),
         ))
     return windows
+
+
+def _band_any(array: np.ndarray, band: int) -> np.ndarray:
+    """``any`` over consecutive bands of ``band`` rows: (H, W) bool -> (ceil(H / band), W)."""
+    whole = array.shape[0] // band
+    parts = [array[: whole * band].reshape(whole, band, array.shape[1]).any(axis=1)]
+    if array.shape[0] % band:
+        parts.append(array[whole * band :].any(axis=0, keepdims=True))
+    return np.concatenate(parts)
 
 
 def collect_training_set(
