@@ -24,7 +24,7 @@ def _scene(height=60, width=80, seed=0):
     mask = np.zeros((height, width), np.uint8)
     mask[: height // 3] = 2
     top = height // 2 + int(rng.integers(-3, 4))
-    mask[top : top + 8, 10:30] = 1
+    mask[top : top + 8, 10:20] = 1  # rare: 2 % of the pixels
     return mask
 
 
@@ -41,6 +41,7 @@ def _blobs(size=64, seed=0):
 
 def test_rare_classes_weigh_more_and_balanced_labels_need_no_weights():
     assert class_weights(np.array([500, 520, 490])) is None
+    assert class_weights(np.array([900, 100])) is None  # uneven, but no class is rare
     weights = class_weights(np.array([100_000, 10_000, 100, 0]))
     assert weights is not None
     assert weights[2] > weights[1] > weights[0]

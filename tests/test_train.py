@@ -199,3 +199,27 @@ def test_learning_rate_warms_up_then_decays():
     assert np.all(np.diff(rates[: peak + 1]) > 0)
     assert np.all(np.diff(rates[peak:]) < 0)
     assert rates[-1] == pytest.approx(0.01)
+
+
+def test_weight_average_follows_the_weights_and_swaps_back():
+    from segtool.ml.train import _WeightAverage
+    from segtool.ml.unet import build_unet
+
+    model = build_unet(1, 2, depth=1, base_filters=2)
+    start = [w.copy() for w in model.get_weights()]
+    average = _WeightAverage(model, decay=0.5)
+    kernel = model.trainable_variables[0]
+    kernel.assign(kernel.value + 1.0)
+    average.update()  # decay min(0.5, 2 / 11): the average moves 9/11 of the way
+    average.swap()
+    np.testing.assert_allclose(kernel.numpy(), start[0] + 9 / 11, rtol=1e-5, atol=1e-6)
+    average.swap()
+    np.testing.assert_allclose(kernel.numpy(), start[0] + 1.0, rtol=1e-5, atol=1e-6)
+
+
+def test_training_with_weight_averaging_returns_the_averaged_model(scene):
+    image, truth = scene
+    config = dataclasses.replace(TINY, ema=True)
+    result = train_model([image], [left_half_labelled(truth)], 2, config)
+    assert result.steps == config.epochs * config.steps_per_epoch
+    assert right_half_iou(result.model, image, truth) > 0.85  # as good as without (above)

@@ -27,6 +27,10 @@ UP_MIN_SHARE = 0.02
 CLASS_WEIGHT_POWER = 0.5
 CLASS_WEIGHT_RANGE = (0.25, 8.0)
 """Cross-entropy weights ~ frequency ** -0.5, clipped to this range, mean 1 per pixel."""
+RARE_SHARE = 0.1
+"""Weights are used only when some class holds less than this share of an even split of
+the labels: they helped there (EM dense +0.047, cardiac dense +0.014 mIoU) and cost where
+classes were only mildly uneven (street scribbles -0.033, nuclei dense -0.006)."""
 
 PER_CHANNEL_SPREAD = 0.25
 """Channels are normalised apart when their percentile windows differ by more than this
@@ -39,7 +43,9 @@ PIXELS_PER_BATCH = 16 * 64 * 64
 """Patch pixels a training step sees; bigger patches come with smaller batches."""
 MIN_BATCH = 4
 
-REFERENCE_STEP_FLOPS = 1.0
+USE_EMA = False
+"""Weight averaging (EMA) is available (TrainConfig.ema) but off: it made no difference
+measured on real data (nuclei dense, 45 s: 0.901 with, 0.902 without)."""
 MIN_STEPS = 1500
 """The model grows while the budget still affords this many steps at the device's speed."""
 WIDTHS = (8, 12, 16, 24, 32)
@@ -57,7 +63,7 @@ class Recipe:
     class_weights: tuple[float, ...] | None = None
     rotations: bool = True
     per_channel: bool = False
-    ema: bool = True
+    ema: bool = False
     reasons: tuple[str, ...] = ()
 
     def config_fields(self) -> dict[str, object]:
@@ -89,8 +95,8 @@ def class_weights(counts: np.ndarray) -> tuple[float, ...] | None:
     """Cross-entropy weight per class from its labelled-pixel count, or None if balanced.
 
     ``frequency ** -CLASS_WEIGHT_POWER``, clipped to ``CLASS_WEIGHT_RANGE`` and scaled so the
-    average labelled pixel weighs 1; classes without labels get weight 1. None when no
-    weight would differ from 1 by more than 10 %.
+    average labelled pixel weighs 1; classes without labels get weight 1. None (plain
+    cross-entropy) unless some labelled class is rare: below ``RARE_SHARE`` of an even split.
     """
     counts = np.asarray(counts, np.float64)
     total = counts.sum()
@@ -98,6 +104,8 @@ def class_weights(counts: np.ndarray) -> tuple[float, ...] | None:
         return None
     present = counts > 0
     frequency = np.where(present, counts / total, 1.0)
+    if frequency[present].min() >= RARE_SHARE / np.count_nonzero(present):
+        return None
     weights = np.clip(frequency**-CLASS_WEIGHT_POWER, 0, None)
     weights[present] /= (weights[present] * frequency[present]).sum()
     weights = np.clip(weights, *CLASS_WEIGHT_RANGE)
@@ -221,4 +229,4 @@ def choose_recipe(
         else "all 8 flips/turns: labels show no up",
         "per-channel normalisation" if per_channel else "channels normalised together",
     )
-    return Recipe(patch, batch, depth, width, weights, not up, per_channel, True, reasons)
+    return Recipe(patch, batch, depth, width, weights, not up, per_channel, USE_EMA, reasons)
