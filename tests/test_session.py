@@ -99,20 +99,25 @@ def test_refuses_nothing_labelled_and_names_every_bad_mask(make_project):
     assert {p: p.read_bytes() for p in project.root.rglob("*") if p.is_file()} == before
 
 
+def _read_slowly(monkeypatch, seconds):
+    """Every image read takes ``seconds`` longer (a slow disk, a huge file)."""
+    import time
+
+    read = Project.read_image
+
+    def read_slowly(self, stem):
+        time.sleep(seconds)
+        return read(self, stem)
+
+    monkeypatch.setattr(Project, "read_image", read_slowly)
+
+
 def test_budget_counts_reading_the_images(make_project, monkeypatch):
     project = make_project(n_images=2, size=SIZE)
     _label_half(project)
-    import time
-
     import segtool.ml.train as train_module
 
-    slow_load = Project.read_image
-
-    def load_slowly(self, stem):
-        time.sleep(2.0)
-        return slow_load(self, stem)
-
-    monkeypatch.setattr(Project, "read_image", load_slowly)
+    _read_slowly(monkeypatch, 2.0)
     budgets = []
     real_train = train_module.train_model
 
@@ -129,15 +134,7 @@ def test_budget_counts_reading_the_images(make_project, monkeypatch):
 def test_no_step_in_the_budget_means_no_model(make_project, monkeypatch):
     project = make_project(n_images=2, size=SIZE)
     _label_half(project)
-    import time
-
-    slow_load = Project.read_image
-
-    def load_slowly(self, stem):
-        time.sleep(1.5)
-        return slow_load(self, stem)
-
-    monkeypatch.setattr(Project, "read_image", load_slowly)
+    _read_slowly(monkeypatch, 1.5)
     with pytest.raises(SegtoolError, match="no training step fitted"):
         train_project(project, max_seconds=1.0, config_overrides=TINY)
     assert not list(project.models_dir.iterdir())
