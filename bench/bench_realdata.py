@@ -18,7 +18,8 @@ labelled pixels and is scored on the same test images.
 Runs go budget by budget (every set at the first budget, then the next), so an interrupted
 full run still has every set at the first budgets. ``--finetune`` then trains once more from
 the project's current model (``segtool train`` without ``--from-scratch``, as the window's
-Ctrl+T does) for 120 s and reports its score next to scratch.
+Ctrl+T does) for 120 s and reports its score next to scratch. ``--json FILE`` appends each
+result row to FILE; ``--table FILE ...`` prints saved rows as the bench/README table.
 ``--in-process --set FIELD=VALUE`` trains in this process with TrainConfig overrides, for
 comparing recipes (not the user's path). Needs scikit-image and scikit-learn (bench only).
 Projects live in a temporary folder, deleted at the end; the data folder is only read.
@@ -127,8 +128,11 @@ def predict_cli(project_dir: Path, model: Path, stems: list[str], out: Path) -> 
 def train_in_process(
     project_dir: Path, budget: float, scratch: bool, overrides: dict
 ) -> tuple[Path, int, str]:
+    from segtool.ml.data import Augmentation
     from segtool.ml.session import train_project
 
+    if isinstance(overrides.get("augmentation"), dict):
+        overrides = {**overrides, "augmentation": Augmentation(**overrides["augmentation"])}
     outcome = train_project(Project.open(project_dir), max_seconds=budget,
                             from_scratch=scratch, config_overrides=overrides)
     return outcome.model_path, int(outcome.sidecar["steps"]), str(outcome.sidecar["device"])
@@ -233,7 +237,33 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     }
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The bench/README table of result rows (from ``--json``): one line a set, regime, run."""
+    lines = [
+        "| set | regime | labelled | budget | steps | segtool mIoU | forest mIoU | difference "
+        "| per-class IoU segtool | per-class IoU forest |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    order = {name: index for index, name in enumerate(realdata.PROTOCOLS)}
+    rows = sorted(rows, key=lambda r: (order[r["set"]], r["regime"], not r["scratch"],
+                                       r["budget"]))
+    for row in rows:
+        label = f"{row['budget']:g} s" + ("" if row["scratch"] else " fine-tune")
+        forest = row["forest_miou"]
+        lines.append(
+            f"| {row['set']} | {row['regime']} | {row['labelled_share']:.1%} | {label} "
+            f"| {row['steps']} | {row['miou']:.3f} | {forest:.3f} | {row['miou'] - forest:+.3f} "
+            f"| {fmt(np.asarray(row['ious']))} | {fmt(np.asarray(row['forest_ious'] or []))} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--table"]:  # bench_realdata.py --table RESULTS.jsonl [MORE.jsonl]
+        rows = [json.loads(line) for path in argv[1:] for line in Path(path).read_text()
+                .splitlines() if line.strip()]
+        print(markdown_table(rows))
+        return 0
     args = parse_args(argv)
     overrides = config_overrides(args.set)
     if args.threads is not None:
