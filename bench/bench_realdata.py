@@ -48,9 +48,8 @@ import realdata  # noqa: E402
 
 from segtool.core.project import Project  # noqa: E402
 
-QUICK_SETS = list(realdata.PROTOCOLS)
-QUICK_BUDGET = 30.0
-QUICK_MAX_TEST = 12
+QUICK_BUDGET = 20.0
+QUICK_MAX_TEST = 8
 SAVED = re.compile(r"saved (.+\.keras) \((\d+) steps, ([\d.]+) s on (.+?)\)")
 
 
