@@ -196,3 +196,14 @@ def test_compiled_function_does_not_keep_the_model_alive():
     del model
     gc.collect()
     assert reference() is None  # a GUI that retrains many times must not pile up models
+
+
+def test_test_time_flip_is_mirror_symmetric_and_changes_the_answer(image_and_model):
+    image, model = image_and_model
+    tile = image[:96, :96]
+    flipped, confidence = predict_tiled(model, tile, tile_size=128, flip=True)
+    mirrored, _ = predict_tiled(model, tile[:, ::-1], tile_size=128, flip=True)
+    # The mean of a tile and its mirror is the same seen from either side.
+    np.testing.assert_array_equal(flipped, mirrored[:, ::-1])
+    plain, plain_confidence = predict_tiled(model, tile, tile_size=128)
+    assert not np.array_equal(confidence, plain_confidence)
