@@ -69,6 +69,8 @@ def test_fine_tunes_the_current_model_and_widens_it_for_a_new_class(make_project
     first = train_project(project, max_seconds=5, config_overrides=TINY)
     second = train_project(project, max_seconds=5, config_overrides=TINY)
     assert second.sidecar["parent"] == first.model_path.name
+    assert second.sidecar["recipe"]["reasons"][0] == f"continues {first.model_path.name}: " \
+        "its architecture and input normalisation"
     project.add_class("debris")
     mask = project.load_mask("img-1")
     mask[:4, -4:] = 2

@@ -11,7 +11,7 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -302,13 +302,18 @@ def train_project(
     if previous is not None and not from_scratch:
         initial_model = _initial_model(previous[0], project.num_classes)
     overrides = dict(config_overrides or {})
-    recipe = choose_recipe(
-        training_set.masks, project.num_classes, training_set.shapes,
-        training_set.per_channel, reference_steps_per_second(), max_seconds,
-    )
+    speed = reference_steps_per_second()
+    left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
+    recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
+                           training_set.per_channel, speed, left)
+    if initial_model is not None:  # the model decides its own input and architecture
+        recipe = replace(recipe, reasons=(
+            f"continues {project.current_model}: its architecture and input normalisation",
+            *(r for r in recipe.reasons if not r.startswith(("U-Net", "per-channel", "channels"))),
+        ))
     for reason in recipe.reasons:
         log.info("recipe: %s", reason)
-    if initial_model is not None:  # the model decides its own input and architecture
+    if initial_model is not None:
         spec = InputSpec.from_sidecar(previous[1])
     else:
         spec = InputSpec(training_set.channels,
