@@ -335,16 +335,7 @@ def holdout_iou(
     )
     if len(crops) == 0:
         return None
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
-        return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
-
-    predictions = np.concatenate([
-        predict_classes(crops[start : start + VALIDATION_BATCH]).numpy()
-        for start in range(0, len(crops), VALIDATION_BATCH)
-    ])
-    return iou_per_class(predictions, labels, num_classes)
+    return np.asarray(_Validator(crops, labels, num_classes)(_class_predictor(model)))
 
 
 def _validation_due(
@@ -464,6 +455,12 @@ def _compiled_functions(
             average.update()
         return loss
 
+    return train_step, _class_predictor(model)
+
+
+def _class_predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled inference-mode ``(B, H, W, C) images -> (B, H, W) int32 classes``."""
+
     @tf.function(reduce_retracing=True, autograph=False)
     def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
         return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
@@ -471,4 +468,4 @@ def _compiled_functions(
     def predict(batch_images: np.ndarray) -> np.ndarray:
         return predict_classes(batch_images).numpy()
 
-    return train_step, predict
+    return predict
