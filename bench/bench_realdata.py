@@ -217,6 +217,7 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     if args.in_process:  # the same model with test-time flips, for comparison
         predict_in_process(case.project_dir, model, stems, out, flip=True)
         flipped = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
+    architecture = json.loads(model.with_suffix(".json").read_text())["architecture"]
     forest = case.forest
     forest_miou = forest.miou if forest else float("nan")
     label = f"{budget:g}" + ("" if scratch else "+ft")
@@ -233,6 +234,7 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
         "forest_seconds": forest.seconds if forest else None,
         "forest_samples": forest.samples if forest else None,
         "test_images": len(stems), "overrides": overrides, "threads": args.threads,
+        "architecture": architecture,
     }
 
 
