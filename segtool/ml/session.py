@@ -222,8 +222,8 @@ def collect_training_set(
     training_set = TrainingSet([], [], [], channels)
     for stem, mask in pairs:
         image = project.read_image(stem)
-        pooled = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], False)
-        per_channel = channel_windows(image, NORMALISATION["low"], NORMALISATION["high"], True)
+        pooled = InputSpec(channels, per_channel=False).windows(image)
+        per_channel = InputSpec(channels, per_channel=True).windows(image)
         for window in labelled_crops(mask, margin):
             training_set.stems.append(stem)
             training_set.raw.append(np.ascontiguousarray(image[window]))
