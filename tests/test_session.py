@@ -165,7 +165,7 @@ def test_training_reads_only_the_labelled_area_of_a_big_image(make_project):
 
     spec = InputSpec(1)
     (crop,) = training_set.normalised(spec)
-    whole = model_input(project.load_image("img-1"), spec)
+    whole = model_input(project.read_image("img-1"), spec)
     np.testing.assert_array_equal(crop, whole[0:56, 884:966])
 
 

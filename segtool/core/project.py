@@ -381,31 +381,6 @@ class Project:
         """
         return read_image(self.image_path(stem), self.max_pixels)
 
-    def load_image(self, stem: str) -> np.ndarray:
-        """:meth:`read_image`, and record what was found: a failure marks the image
-        UNREADABLE (and raises SegtoolError); a later success clears that mark.
-
-        For single-threaded callers that own the project (the CLI); saves segtool.json when
-        the status changes.
-        """
-        try:
-            image = self.read_image(stem)
-        except SegtoolError:
-            self._mark(stem, ImageStatus.UNREADABLE)
-            raise
-        if self.status(stem) == ImageStatus.UNREADABLE:
-            has_mask = self.mask_path(stem).exists()
-            self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
-        return image
-
-    def _mark(self, stem: str, status: ImageStatus) -> None:
-        """Set a status found while reading; a failed save is logged, not raised (the
-        problem being reported is the image's)."""
-        try:
-            self.set_status(stem, status)
-        except (SegtoolError, OSError) as error:
-            log.warning("could not record %s as %s: %s", stem, status.value, error)
-
     def image_shape(self, stem: str) -> tuple[int, int]:
         """``(H, W)`` of image ``stem`` from its header (nothing decoded)."""
         info = image_info(self.image_path(stem), self.max_pixels)
