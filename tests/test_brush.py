@@ -111,14 +111,28 @@ def test_triangle_polygon_is_a_triangle():
 def test_magic_wand_grows_within_tolerance_and_stays_connected():
     image = np.zeros((40, 40), np.uint8)
     image[5:15, 5:15] = 200
-    image[8, 8] = 215
+    image[5, 10] = 215  # on the edge: outside the region at a tight tolerance
+    image[8, 8] = 230  # enclosed: a hole, filled at any tolerance
     image[25:35, 25:35] = 200  # same brightness, not connected
     region = magic_wand_region(image, 6, 6, 20)
     expected = np.zeros((40, 40), bool)
     expected[5:15, 5:15] = True
     assert np.array_equal(as_full(region, image.shape), expected)
     tight = as_full(magic_wand_region(image, 6, 6, 5), image.shape)
-    assert not tight[8, 8] and tight[6, 6]
+    assert not tight[5, 10] and tight[6, 6] and tight[8, 8]
+    # A noisy seed pixel does not decide: the seed's neighbourhood does.
+    assert np.array_equal(as_full(magic_wand_region(image, 8, 8, 5), image.shape), tight)
+
+
+def test_magic_wand_labels_a_textured_nucleus_without_rings_or_holes():
+    image = np.full((40, 40), 30, np.uint8)
+    yy, xx = np.mgrid[0:40, 0:40]
+    disc = (xx - 20) ** 2 + (yy - 20) ** 2 <= 100
+    ring = disc & ((xx - 20) ** 2 + (yy - 20) ** 2 >= 16)
+    image[disc] = 150  # dark chromatin inside, brighter rim
+    image[ring] = 200
+    full = as_full(magic_wand_region(image, 20, 12, 30), image.shape)
+    assert np.array_equal(full, disc)
 
 
 def test_magic_wand_on_colour_compares_each_channel():

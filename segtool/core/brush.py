@@ -135,10 +135,14 @@ def flood_fill_region(mask: np.ndarray, x: int, y: int) -> Region:
 
 
 def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Region:
-    """Pixels connected to ``(x, y)`` whose value is within ``tolerance`` of the seed's.
+    """Pixels connected to ``(x, y)`` whose value is within ``tolerance`` of the seed's,
+    with the holes inside that region filled.
 
     ``image`` is the 8-bit display image, (H, W) or (H, W, 3) uint8; on colour images each
-    channel must be within ``tolerance`` (0..255) of the seed pixel. 4-connected.
+    channel must be within ``tolerance`` (0..255). The reference is the median of the seed's
+    3 x 3 neighbourhood (one noisy seed pixel does not decide the region), and enclosed
+    holes (a nucleus's darker chromatin, speckle) are part of the region, so a click on a
+    textured object labels all of it rather than rings. 4-connected.
     """
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} "
@@ -147,12 +151,34 @@ def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Regi
     if not (0 <= x < width and 0 <= y < height):
         return Region.empty()
     tolerance = int(np.clip(tolerance, 0, 255))
-    source = np.ascontiguousarray(image)
-    diff = (tolerance,) * (3 if source.ndim == 3 else 1)
+    neighbourhood = image[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    reference = np.median(neighbourhood.reshape(-1, channels), axis=0)
+    low = np.clip(reference - tolerance, 0, 255)
+    high = np.clip(reference + tolerance, 0, 255)
+    within = cv2.inRange(np.ascontiguousarray(image), low, high)  # 255 where similar
+    if within[y, x] == 0:  # the seed itself is an outlier: it still belongs to its region
+        within[y, x] = 255
     ff_mask = np.zeros((height + 2, width + 2), dtype=np.uint8)
     flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
-    _, _, _, rect = cv2.floodFill(source, ff_mask, (int(x), int(y)), 0, diff, diff, flags)
-    return _flood_mask_region(ff_mask, rect)
+    _, _, _, rect = cv2.floodFill(within, ff_mask, (int(x), int(y)), 0, 0, 0, flags)
+    region = _flood_mask_region(ff_mask, rect)
+    return Region(region.rect, fill_holes(region.inside))
+
+
+def fill_holes(inside: np.ndarray) -> np.ndarray:
+    """``inside`` ((H, W) bool) with every hole filled: pixels not reachable from the
+    border through unselected pixels (4-connected) become selected."""
+    height, width = inside.shape
+    if height < 3 or width < 3:
+        return inside
+    outside = np.zeros((height + 2, width + 2), dtype=np.uint8)
+    outside[1:-1, 1:-1] = inside  # a free frame around: the outside is one component
+    ff_mask = np.zeros((height + 4, width + 4), dtype=np.uint8)
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
+    cv2.floodFill(outside, ff_mask, (0, 0), 0, 0, 0, flags)
+    reached = ff_mask[2:-2, 2:-2] != 0
+    return ~reached
 
 
 def polygon_region(points: Sequence[Point], shape: tuple[int, ...]) -> Region:
