@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from segtool.core.overlay import class_edges, colour_lut, render_all, render_proposal, render_region
+from segtool.core.overlay import (
+    class_edges,
+    colour_lut,
+    render_proposal,
+    render_proposal_window,
+    render_window,
+    sample_grid,
+)
 from segtool.core.rect import Rect
 
 COLOURS = [(0, 0, 0), (255, 0, 0), (0, 200, 100)]
@@ -19,33 +26,42 @@ def test_lut_colours_classes_and_leaves_unlabelled_transparent():
     assert tuple(half[2]) == (0, 100, 50, 128)  # premultiplied
 
 
-def test_render_region_writes_only_inside_the_rect():
-    mask = np.full((40, 50), 255, np.uint8)
-    mask[:, :] = 1
-    out = np.full((40, 50, 4), 7, np.uint8)
-    render_region(mask, colour_lut(COLOURS), Rect(10, 5, 20, 10), out)
-    assert (out[5:15, 10:30] == (255, 0, 0, 255)).all()
-    untouched = np.ones((40, 50), bool)
-    untouched[5:15, 10:30] = False
-    assert (out[untouched] == 7).all()
-
-
-def test_render_region_on_a_non_contiguous_buffer_and_clipping():
-    mask = np.zeros((10, 10), np.uint8)
-    mask[2, 3] = 2
-    big = np.zeros((10, 20, 4), np.uint8)
-    out = big[:, ::2]  # not C-contiguous
-    render_region(mask, colour_lut(COLOURS), Rect(-5, -5, 100, 100), out)
-    assert tuple(out[2, 3]) == (0, 200, 100, 255) and tuple(out[0, 0]) == (0, 0, 0, 255)
-
-
-def test_render_all_matches_lut_lookup():
+def test_render_window_colours_just_the_window_through_the_lut():
     rng = np.random.default_rng(0)
-    mask = rng.choice(np.array([0, 1, 2, 255], np.uint8), (30, 30))
-    out = np.zeros((30, 30, 4), np.uint8)
+    mask = rng.choice(np.array([0, 1, 2, 255], np.uint8), (30, 40))
     lut = colour_lut(COLOURS)
-    render_all(mask, lut, out)
-    assert np.array_equal(out, lut[mask])
+    out = render_window(mask, lut, slice(5, 15), slice(10, 30))
+    assert out.shape == (10, 20, 4) and out.flags.c_contiguous
+    assert np.array_equal(out, lut[mask[5:15, 10:30]])
+    sampled = render_window(mask, lut, slice(0, 30, 4), slice(2, 40, 4))
+    assert np.array_equal(sampled, lut[mask[0:30:4, 2:40:4]])
+
+
+def test_sample_grid_aligns_to_the_step_and_clips():
+    rows, cols = sample_grid((100, 80), Rect(13, 21, 30, 10), 4)
+    assert (rows, cols) == (slice(20, 31, 4), slice(12, 43, 4))
+    rows, cols = sample_grid((100, 80), Rect(-5, -5, 500, 500), 1)
+    assert (rows, cols) == (slice(0, 100, 1), slice(0, 80, 1))
+    rows, _ = sample_grid((100, 80), Rect(90, 120, 5, 5), 3)
+    assert len(range(rows.start, rows.stop, rows.step)) == 0
+
+
+def test_a_proposal_window_matches_the_same_part_of_the_whole_proposal():
+    rng = np.random.default_rng(1)
+    classes = np.zeros((60, 70), np.uint8)
+    classes[10:40, 15:50] = 1
+    classes[rng.random(classes.shape) < 0.02] = 2
+    confidence = rng.integers(0, 256, classes.shape).astype(np.uint8)
+    lut = colour_lut(COLOURS)
+    for step in (1, 2, 3):
+        whole = np.empty((*classes[::step, ::step].shape, 4), np.uint8)
+        render_proposal(classes[::step, ::step], lut, whole, confidence[::step, ::step], 100)
+        for rect in (Rect(0, 0, 70, 60), Rect(9, 12, 25, 31), Rect(33, 0, 37, 60)):
+            rows, cols = sample_grid(classes.shape, rect, step)
+            part = render_proposal_window(classes, lut, rows, cols, confidence, 100)
+            top, left = rows.start // step, cols.start // step
+            assert np.array_equal(part, whole[top : top + part.shape[0],
+                                              left : left + part.shape[1]]), (step, rect)
 
 
 def test_class_edges_mark_both_sides_of_a_boundary():

@@ -36,49 +36,46 @@ def colour_lut(colours: Sequence[Sequence[int]], alpha: int = 255) -> np.ndarray
     return lut
 
 
+def _check_lut(lut: np.ndarray) -> None:
+    if lut.shape != (256, 4) or lut.dtype != np.uint8:
+        raise ValueError(f"expected a (256, 4) uint8 LUT, got {lut.dtype} {lut.shape}")
+
+
 def _check_overlay(mask: np.ndarray, lut: np.ndarray, out_rgba: np.ndarray) -> None:
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(f"expected an (H, W) uint8 class map, got {mask.dtype} {mask.shape}")
-    if lut.shape != (256, 4) or lut.dtype != np.uint8:
-        raise ValueError(f"expected a (256, 4) uint8 LUT, got {lut.dtype} {lut.shape}")
+    _check_lut(lut)
     if out_rgba.shape != (*mask.shape, 4) or out_rgba.dtype != np.uint8:
         raise ValueError(f"overlay {out_rgba.dtype} {out_rgba.shape} does not match "
                          f"mask {mask.shape}")
 
 
-def _as_words(out_rgba: np.ndarray) -> np.ndarray | None:
-    """The (H, W) uint32 view of a C-contiguous (H, W, 4) uint8 buffer, else None."""
-    if not out_rgba.flags.c_contiguous:
-        return None
-    return out_rgba.view(np.uint32)[..., 0]
-
-
-def render_region(
-    mask: np.ndarray, lut: np.ndarray, rect: Rect, out_rgba: np.ndarray
-) -> None:
-    """Colour ``mask`` (H, W) uint8 through ``lut`` into ``out_rgba`` (H, W, 4), inside ``rect``.
-
-    Pixels outside ``rect`` are left untouched; cost is proportional to ``rect``'s area.
-    """
-    _check_overlay(mask, lut, out_rgba)
-    rect = rect.clip(mask.shape[1], mask.shape[0])
+def sample_grid(shape: tuple[int, int], rect: Rect, step: int) -> tuple[slice, slice]:
+    """Row and column slices that sample ``rect`` of an ``shape`` (H, W) map every ``step``
+    pixels, on the grid of multiples of ``step`` (so that repainting part of a view samples
+    the same pixels as repainting all of it)."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    rect = rect.clip(shape[1], shape[0])
     if rect.is_empty:
-        return
-    words = _as_words(out_rgba)
+        return slice(0, 0, step), slice(0, 0, step)
+    return (slice(rect.y // step * step, rect.bottom, step),
+            slice(rect.x // step * step, rect.right, step))
+
+
+def render_window(mask: np.ndarray, lut: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """``mask[rows, cols]`` (slices may have a step) coloured through ``lut``: a new
+    C-contiguous (h, w, 4) uint8 premultiplied RGBA array.
+
+    What the canvas draws, at paint time, for the part of the view being repainted and at
+    screen resolution: no full-size RGBA copy of the mask is ever kept.
+    """
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W) uint8 class map, got {mask.dtype} {mask.shape}")
+    _check_lut(lut)
     lut_words = np.ascontiguousarray(lut).view(np.uint32)[:, 0]
-    # Strips of rows bound the temporary index array numpy makes for the lookup.
-    for top in range(rect.y, rect.bottom, _STRIP_ROWS):
-        rows = slice(top, min(rect.bottom, top + _STRIP_ROWS))
-        cols = slice(rect.x, rect.right)
-        if words is not None:
-            np.take(lut_words, mask[rows, cols], out=words[rows, cols], mode="clip")
-        else:
-            out_rgba[rows, cols] = lut[mask[rows, cols]]
-
-
-def render_all(mask: np.ndarray, lut: np.ndarray, out_rgba: np.ndarray) -> None:
-    """Colour the whole of ``mask`` into ``out_rgba`` (see :func:`render_region`)."""
-    render_region(mask, lut, Rect(0, 0, mask.shape[1], mask.shape[0]), out_rgba)
+    words = np.take(lut_words, mask[rows, cols])
+    return words.view(np.uint8).reshape(*words.shape, 4)
 
 
 def class_edges(classes: np.ndarray) -> np.ndarray:
@@ -124,3 +121,37 @@ def render_proposal(
         if confidence is not None and threshold > 0:
             colours[confidence[top:bottom] < threshold] = 0
         out_rgba[top:bottom] = colours
+
+
+def _with_halo(indices: slice, length: int) -> tuple[slice, int, int]:
+    """``indices`` (start, stop, step) widened by one sample on each side where the map has
+    one; also the number of samples and the offset of the first wanted one."""
+    step = indices.step or 1
+    count = len(range(indices.start, min(indices.stop, length), step))
+    before = 1 if indices.start - step >= 0 else 0
+    after = 1 if indices.start + count * step < length else 0
+    start = indices.start - before * step
+    return slice(start, start + (count + before + after - 1) * step + 1, step), count, before
+
+
+def render_proposal_window(
+    classes: np.ndarray,
+    lut: np.ndarray,
+    rows: slice,
+    cols: slice,
+    confidence: np.ndarray | None = None,
+    threshold: int = 0,
+    fill_alpha: int = 48,
+) -> np.ndarray:
+    """:func:`render_proposal` of ``classes[rows, cols]`` (slices may have a step): a new
+    (h, w, 4) uint8 array. Outlines are found on the sampled map, with one sample of context
+    around the window, so a repainted part matches the whole view drawn at once."""
+    if confidence is not None and confidence.shape != classes.shape:
+        raise ValueError(f"confidence {confidence.shape} does not match {classes.shape}")
+    wide_rows, height, top = _with_halo(rows, classes.shape[0])
+    wide_cols, width, left = _with_halo(cols, classes.shape[1])
+    sampled = classes[wide_rows, wide_cols]
+    sampled_confidence = None if confidence is None else confidence[wide_rows, wide_cols]
+    out = np.empty((*sampled.shape, 4), np.uint8)
+    render_proposal(sampled, lut, out, sampled_confidence, threshold, fill_alpha)
+    return np.ascontiguousarray(out[top : top + height, left : left + width])

@@ -1,10 +1,11 @@
 """The labelling canvas: an image, its label overlay and a prediction proposal, with tools.
 
 The canvas shows a :class:`LabelDocument` and never keeps its own copy of the mask. It
-subscribes to the document's changes and, for each changed rectangle, recolours just that
-rectangle of the overlay buffer (an (H, W, 4) numpy array the overlay QImage shares) and
-asks the scene to repaint just that rectangle. A brush stroke therefore costs the same on
-a 1024 x 1024 image as on an 8192 x 8192 one.
+subscribes to the document's changes and, for each changed rectangle, asks the scene to
+repaint just that rectangle. The label and prediction layers are coloured at paint time,
+for the repainted part of the view only and at screen resolution (RenderedLayerItem), so a
+brush stroke costs the same on a 1024 x 1024 image as on a 16384 x 16384 one, and no
+image-sized RGBA buffer exists (it would be 1 GiB at 16384²).
 
 Scene coordinates are image pixels: pixel ``(x, y)`` covers ``[x, x + 1) x [y, y + 1)``.
 """
@@ -32,7 +33,7 @@ from segtool.core import overlay
 from segtool.core.editing import EditingSettings, Setting
 from segtool.core.labels import LabelDocument
 from segtool.core.rect import Rect
-from segtool.gui.canvas_items import ArrayImageItem, BrushOutline
+from segtool.gui.canvas_items import ArrayImageItem, BrushOutline, RenderedLayerItem
 from segtool.gui.canvas_tools import Tool, ToolHandler, make_handler
 from segtool.gui.qimage import wrap_array
 
@@ -73,10 +74,10 @@ class Canvas(QGraphicsView):
         scene.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
         self.setScene(scene)
         self._image_item = ArrayImageItem()
-        self._overlay_item = ArrayImageItem()
+        self._overlay_item = RenderedLayerItem()
         self._overlay_item.setOpacity(0.5)
         self._overlay_item.setZValue(1)
-        self._proposal_item = ArrayImageItem()
+        self._proposal_item = RenderedLayerItem()
         self._proposal_item.setZValue(2)
         self._outline = BrushOutline()
         self._outline.setVisible(False)
@@ -147,11 +148,22 @@ class Canvas(QGraphicsView):
         """Magic wand tolerance in display grey levels (0..255)."""
         return self._wand_tolerance
 
-    @property
-    def overlay_array(self) -> np.ndarray | None:
-        """The (H, W, 4) premultiplied RGBA overlay buffer the overlay layer shows."""
-        shared = self._overlay_item.shared
-        return None if shared is None else shared.array
+    def rendered_overlay(self, rect: Rect, step: int = 1) -> np.ndarray:
+        """What the label layer draws for ``rect`` sampled every ``step`` pixels:
+        (h, w, 4) premultiplied RGBA (empty when no image is open)."""
+        if self._document is None:
+            return np.zeros((0, 0, 4), np.uint8)
+        return self._render_labels(*overlay.sample_grid(self._document.shape, rect, step))
+
+    def _render_labels(self, rows: slice, cols: slice) -> np.ndarray:
+        assert self._document is not None
+        return overlay.render_window(self._document.mask, self._lut, rows, cols)
+
+    def _render_prediction(self, rows: slice, cols: slice) -> np.ndarray:
+        assert self._prediction is not None
+        classes, confidence = self._prediction
+        return overlay.render_proposal_window(classes, self._lut, rows, cols, confidence,
+                                              self._prediction_threshold)
 
     # -- document and layers -------------------------------------------------------------
 
@@ -168,9 +180,9 @@ class Canvas(QGraphicsView):
         self._document = None
         self._display = None
         self.set_prediction(None)
+        self._overlay_item.set_source(None, None)
         if document is None:
             self._image_item.set_shared(None)
-            self._overlay_item.set_shared(None)
             self.scene().setSceneRect(QRectF())
             return
         if display_image is None or display_image.shape[:2] != document.shape:
@@ -179,9 +191,7 @@ class Canvas(QGraphicsView):
         self._document = document
         self.set_display_image(display_image)
         height, width = document.shape
-        buffer = np.empty((height, width, 4), dtype=np.uint8)
-        overlay.render_all(document.mask, self._lut, buffer)
-        self._overlay_item.set_shared(wrap_array(buffer))
+        self._overlay_item.set_source(document.shape, self._render_labels)
         self.scene().setSceneRect(QRectF(0, 0, width, height))
         document.subscribe(self._on_document_changed)
         self.fit_to_window()
@@ -197,10 +207,8 @@ class Canvas(QGraphicsView):
     def set_class_colours(self, colours: Sequence[tuple[int, int, int]]) -> None:
         """Colours of classes 0, 1, ... as (r, g, b) 0..255; recolours the overlays."""
         self._lut = overlay.colour_lut(colours)
-        if self._document is not None and self.overlay_array is not None:
-            overlay.render_all(self._document.mask, self._lut, self.overlay_array)
-            self._overlay_item.update()
-        self._render_proposal()
+        self._overlay_item.update()
+        self._proposal_item.update()
 
     def set_overlay_opacity(self, opacity: float) -> None:
         """Opacity of the label overlay, 0 (hidden) .. 1 (opaque)."""
@@ -217,14 +225,14 @@ class Canvas(QGraphicsView):
         outlines over a faint fill; ``None`` removes it."""
         if classes is None:
             self._prediction = None
-            self._proposal_item.set_shared(None)
+            self._proposal_item.set_source(None, None)
             return
         if self._document is None or classes.shape != self._document.shape:
             raise ValueError(f"prediction {classes.shape} does not match the open image")
         if confidence is not None and confidence.shape != classes.shape:
             raise ValueError(f"confidence {confidence.shape} does not match {classes.shape}")
         self._prediction = (classes, confidence)
-        self._render_proposal()
+        self._proposal_item.set_source(classes.shape, self._render_prediction)
 
     def set_prediction_visible(self, visible: bool) -> None:
         """Show or hide the prediction layer (kept in memory while hidden)."""
@@ -237,7 +245,7 @@ class Canvas(QGraphicsView):
     def set_prediction_threshold(self, threshold: int) -> None:
         """Confidence (0..255) below which predicted pixels are neither shown nor accepted."""
         self._prediction_threshold = int(np.clip(threshold, 0, 255))
-        self._render_proposal()
+        self._proposal_item.update()
 
     def accept_prediction(self) -> Rect:
         """Copy the shown prediction into unlabelled pixels (one undo step)."""
@@ -248,22 +256,9 @@ class Canvas(QGraphicsView):
         self._finish(rect)
         return rect
 
-    def _render_proposal(self) -> None:
-        if self._prediction is None:
-            return
-        classes, confidence = self._prediction
-        shared = self._proposal_item.shared
-        if shared is None or shared.array.shape[:2] != classes.shape:
-            shared = wrap_array(np.empty((*classes.shape, 4), dtype=np.uint8))
-        overlay.render_proposal(classes, self._lut, shared.array, confidence,
-                                self._prediction_threshold)
-        self._proposal_item.set_shared(shared)
-
     def _on_document_changed(self, rect: Rect) -> None:
-        buffer = self.overlay_array
-        if self._document is None or buffer is None or rect.is_empty:
+        if self._document is None or rect.is_empty:
             return
-        overlay.render_region(self._document.mask, self._lut, rect, buffer)
         self._overlay_item.update(QRectF(rect.x, rect.y, rect.width, rect.height))
 
     # -- tools ---------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
+import numpy as np
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -11,7 +15,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segtool.core.overlay import sample_grid
+from segtool.core.rect import Rect
 from segtool.gui.qimage import SharedImage
+
+# Renders ``rows`` x ``cols`` (slices with a step) of a layer's source as (h, w, 4) uint8
+# premultiplied RGBA.
+LayerRenderer = Callable[[slice, slice], np.ndarray]
 
 
 def cosmetic_pen(colour: QColor, width: float = 1.5, style: Qt.PenStyle = Qt.SolidLine) -> QPen:
@@ -66,6 +76,72 @@ class ArrayImageItem(QGraphicsItem):
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         painter.drawImage(exposed, image, exposed)
+
+
+class RenderedLayerItem(QGraphicsItem):
+    """A layer at scene (0, 0), one scene unit per pixel, coloured at paint time.
+
+    Nothing image-sized is kept: ``paint`` asks its renderer for the exposed part only,
+    sampled every ``step`` pixels where the view shows more than one image pixel per screen
+    pixel (zoomed out), so drawing costs O(screen pixels) and memory stays O(screen) on any
+    image size (a 16384² mask would need a 1 GiB RGBA buffer). Samples lie on the image-wide
+    grid of multiples of ``step``, so a partial repaint matches a full one.
+    """
+
+    def __init__(self, parent: QGraphicsItem | None = None) -> None:
+        super().__init__(parent)
+        self._render: LayerRenderer | None = None
+        self._shape = (0, 0)
+        self.last_step = 0  # the sampling step of the last paint (1 = every pixel)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+
+    def set_source(self, shape: tuple[int, int] | None, render: LayerRenderer | None) -> None:
+        """Draw an (H, W) = ``shape`` layer with ``render``; None shows nothing."""
+        self.prepareGeometryChange()
+        if shape is None or render is None:
+            self._render, self._shape = None, (0, 0)
+        else:
+            self._render, self._shape = render, (int(shape[0]), int(shape[1]))
+        self.update()
+
+    @property
+    def has_source(self) -> bool:
+        return self._render is not None
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(0, 0, self._shape[1], self._shape[0])
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionGraphicsItem,
+        widget: QWidget | None = None,
+    ) -> None:
+        if self._render is None:
+            return
+        exposed = option.exposedRect.intersected(self.boundingRect())
+        if exposed.isEmpty():
+            return
+        detail = QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
+        step = max(1, int(1.0 / detail)) if detail > 0 else 1
+        left, top = math.floor(exposed.left()), math.floor(exposed.top())
+        rect = Rect(left, top, math.ceil(exposed.right()) - left,
+                    math.ceil(exposed.bottom()) - top)
+        rows, cols = sample_grid(self._shape, rect, step)
+        rgba = self._render(rows, cols)
+        height, width = rgba.shape[:2]
+        if not height or not width:
+            return
+        self.last_step = step
+        image = QImage(rgba.data, width, height, width * 4,
+                       QImage.Format.Format_RGBA8888_Premultiplied)
+        # The last sample of a row or column may reach past the image's edge: draw only the
+        # part of it inside.
+        target = QRectF(cols.start, rows.start, min(width * step, self._shape[1] - cols.start),
+                        min(height * step, self._shape[0] - rows.start))
+        source = QRectF(0, 0, target.width() / step, target.height() / step)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        painter.drawImage(target, image, source)
 
 
 class BrushOutline(QGraphicsEllipseItem):
