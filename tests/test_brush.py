@@ -133,6 +133,9 @@ def test_magic_wand_labels_a_textured_nucleus_without_rings_or_holes():
     image[ring] = 200
     full = as_full(magic_wand_region(image, 20, 12, 30), image.shape)
     assert np.array_equal(full, disc)
+    # Clicking the background: the object inside it is a hole that stays unselected.
+    around = as_full(magic_wand_region(image, 2, 2, 30), image.shape)
+    assert np.array_equal(around, ~disc)
 
 
 def test_magic_wand_on_colour_compares_each_channel():

@@ -11,7 +11,7 @@ has its centre at ``(x, y)`` for the brush geometry.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -136,13 +136,15 @@ def flood_fill_region(mask: np.ndarray, x: int, y: int) -> Region:
 
 def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Region:
     """Pixels connected to ``(x, y)`` whose value is within ``tolerance`` of the seed's,
-    with the holes inside that region filled.
+    with the holes inside an object filled.
 
     ``image`` is the 8-bit display image, (H, W) or (H, W, 3) uint8; on colour images each
     channel must be within ``tolerance`` (0..255). The reference is the median of the seed's
     3 x 3 neighbourhood (one noisy seed pixel does not decide the region), and enclosed
-    holes (a nucleus's darker chromatin, speckle) are part of the region, so a click on a
-    textured object labels all of it rather than rings. 4-connected.
+    holes (a nucleus's darker chromatin, speckle, the centre inside a ring of similar
+    brightness) are part of the region, so a click on a textured object labels all of it
+    rather than a ring. A region reaching the image border is the background around
+    objects: its holes are those objects and stay out. 4-connected.
     """
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} "
@@ -163,7 +165,10 @@ def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Regi
     flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
     _, _, _, rect = cv2.floodFill(within, ff_mask, (int(x), int(y)), 0, 0, 0, flags)
     region = _flood_mask_region(ff_mask, rect)
-    return Region(region.rect, fill_holes(region.inside))
+    box = region.rect
+    if box.x == 0 or box.y == 0 or box.right == width or box.bottom == height:
+        return region  # reaches the border: the background around objects, its holes are them
+    return Region(box, fill_holes(region.inside))
 
 
 def fill_holes(inside: np.ndarray) -> np.ndarray:
@@ -221,12 +226,14 @@ def grabcut_region(
     iterations: int = 4,
     margin: float = 0.25,
     max_pixels: int = GRABCUT_MAX_PIXELS,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Region:
     """Foreground inside ``box`` found by OpenCV GrabCut.
 
     ``image`` is the 8-bit display image ((H, W) or (H, W, 3) uint8). GrabCut runs on a
     crop around the box, widened by ``margin`` times the box size on each side (so it sees
     background), downscaled when above ``max_pixels``. Returns pixels inside the box only.
+    ``should_stop()`` is asked between iterations; when it says True the result is empty.
     """
     height, width = _check_shape(image.shape)
     box = box.clip(width, height)
@@ -256,8 +263,14 @@ def grabcut_region(
     gc_mask = np.zeros(pixels.shape[:2], dtype=np.uint8)
     background = np.zeros((1, 65), dtype=np.float64)
     foreground = np.zeros((1, 65), dtype=np.float64)
-    cv2.grabCut(pixels, gc_mask, local_small, background, foreground,
-                int(iterations), cv2.GC_INIT_WITH_RECT)
+    mode = cv2.GC_INIT_WITH_RECT
+    for _ in range(max(1, int(iterations))):  # one at a time: a cancel is heard between them
+        if should_stop is not None and should_stop():
+            return Region.empty()
+        cv2.grabCut(pixels, gc_mask, local_small, background, foreground, 1, mode)
+        mode = cv2.GC_EVAL
+    if should_stop is not None and should_stop():
+        return Region.empty()
     selected = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.uint8)
     if scale < 1.0:
         selected = cv2.resize(selected, (crop.width, crop.height),

@@ -262,6 +262,13 @@ class LabelDocument:
         log.debug("grabcut in %s, %d iterations", box, iterations)
         return self._apply([brush.grabcut_region(image, box, iterations)], value)
 
+    def apply_region(self, region: brush.Region, class_id: int) -> Rect:
+        """Give ``class_id`` to the pixels of ``region`` (computed elsewhere, e.g. GrabCut on
+        a worker thread) as one undo step; returns the changed rectangle."""
+        if region.rect.right > self.shape[1] or region.rect.bottom > self.shape[0]:
+            raise ValueError(f"region {region.rect} does not fit mask {self.shape}")
+        return self._apply([region], _check_class(class_id))
+
     def accept_prediction(
         self, classes: np.ndarray, confidence: np.ndarray | None = None, threshold: int = 0
     ) -> Rect:

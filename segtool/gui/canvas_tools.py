@@ -11,20 +11,37 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
+from segtool.core.brush import Region
 from segtool.core.editing import Tool
 from segtool.core.rect import EMPTY_RECT, Rect
 from segtool.gui.canvas_items import cosmetic_pen
+from segtool.gui.tool_events import tool_events
+from segtool.gui.workers.grabcut import GrabCutThread
 
 if TYPE_CHECKING:
     from segtool.gui.canvas import Canvas
 
-__all__ = ["Tool", "ToolHandler", "make_handler", "pixel_of"]
+__all__ = ["TOOL_HINTS", "Tool", "ToolHandler", "make_handler", "pixel_of"]
 
 PREVIEW_COLOUR = QColor(255, 220, 0)
+
+# The one-line hint the status bar shows when a tool is chosen.
+TOOL_HINTS: dict[Tool, str] = {
+    Tool.BRUSH: "Brush: drag to paint the selected class · [ and ] or Ctrl+wheel change "
+                "the size · U paints only unlabelled pixels",
+    Tool.ERASER: "Eraser: drag to make pixels unlabelled · [ and ] or Ctrl+wheel change the size",
+    Tool.FILL: "Fill: a click fills the connected region of the same label (or of unlabelled "
+               "pixels) with the selected class",
+    Tool.POLYGON: "Polygon: click vertices, Enter (or double-click) closes, Esc cancels",
+    Tool.WAND: "Magic wand: click to label the connected region of similar brightness · "
+               "set Tolerance in the toolbar",
+    Tool.GRABCUT: "GrabCut: drag a box around one object to label it · Esc cancels",
+    Tool.PAN: "Pan: drag to move the image · wheel zooms · middle drag pans with any tool",
+}
 
 
 def pixel_of(point: QPointF) -> tuple[int, int]:
@@ -197,13 +214,83 @@ class PolygonHandler(ToolHandler):
         self._redraw()
 
 
+class GrabCutJob(QObject):
+    """One GrabCut box computed on a worker thread, applied to ``document`` as one undo step
+    when it returns (unless cancelled first, or the canvas shows another document)."""
+
+    def __init__(self, canvas: Canvas, box: Rect) -> None:
+        events = tool_events(canvas)
+        super().__init__(events)
+        self.canvas = canvas
+        self.document = canvas.document
+        self.class_id = canvas.current_class
+        self.cancelled = False
+        self.thread = GrabCutThread(canvas.display_array, box)
+        self.thread.returned.connect(self._on_returned)
+        self.thread.failed.connect(self._on_failed)
+        self.thread.finished.connect(self.deleteLater)
+        events.track(self.thread)
+
+    def start(self) -> None:
+        tool_events(self.canvas).set_busy(True)
+        self.canvas.viewport().setCursor(Qt.CursorShape.BusyCursor)
+        tool_events(self.canvas).message.emit("GrabCut is working… (Esc cancels)", 0)
+        self.thread.start()
+
+    def cancel(self) -> None:
+        """Drop the result (the thread ends at its next check); the cursor comes back now."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.thread.stop(timeout_ms=0)
+        self._done()
+
+    def _done(self) -> None:
+        events = tool_events(self.canvas)
+        if events.busy:
+            events.set_busy(False)
+            self.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def _on_returned(self, region: Region) -> None:
+        if self.cancelled:
+            return
+        self._done()
+        self.cancelled = True  # finished: a later cancel() changes nothing
+        document = self.canvas.document
+        if document is None or document is not self.document:
+            return
+        rect = document.apply_region(region, self.class_id)
+        events = tool_events(self.canvas)
+        if rect.is_empty:
+            events.message.emit("GrabCut found nothing new to label in the box", 5000)
+        else:
+            events.message.emit("", 0)
+            self.canvas.edited.emit()
+
+    def _on_failed(self, message: str) -> None:
+        if not self.cancelled:
+            self._done()
+            self.cancelled = True
+            tool_events(self.canvas).message.emit(message, 0)
+
+
 class GrabCutHandler(ToolHandler):
-    """Drag a box around an object; GrabCut labels the foreground it finds inside."""
+    """Drag a box around an object; GrabCut labels the foreground it finds inside.
+
+    With the canvas's tool events set to ``background`` (the window), GrabCut runs on a
+    worker thread: a busy cursor meanwhile, Esc cancels, the result is one undo step.
+    """
 
     def __init__(self, canvas: Canvas) -> None:
         super().__init__(canvas)
         self._start: tuple[int, int] | None = None
         self._preview: QGraphicsRectItem | None = None
+        self._job: GrabCutJob | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while a box is being computed in the background."""
+        return self._job is not None and not self._job.cancelled
 
     def _box(self, point: QPointF) -> Rect:
         if self._start is None:
@@ -229,23 +316,43 @@ class GrabCutHandler(ToolHandler):
 
     def release(self, point: QPointF) -> Rect:
         box = self._box(point)
-        self.cancel()
+        self._drop_box()
         if box.is_empty:
             return EMPTY_RECT
         canvas = self.canvas
-        return canvas.document.grabcut(canvas.display_array, box, canvas.current_class)
+        if not tool_events(canvas).background:
+            return canvas.document.grabcut(canvas.display_array, box, canvas.current_class)
+        self._cancel_job()  # a new box replaces one still computing
+        self._job = GrabCutJob(canvas, box)
+        self._job.start()
+        return EMPTY_RECT
 
     def key(self, key: int) -> Rect | None:
-        if key == Qt.Key.Key_Escape and self._start is not None:
-            self.cancel()
+        if key != Qt.Key.Key_Escape:
+            return None
+        if self.running:
+            self._cancel_job()
+            tool_events(self.canvas).message.emit("GrabCut cancelled", 3000)
+            return EMPTY_RECT
+        if self._start is not None:
+            self._drop_box()
             return EMPTY_RECT
         return None
 
-    def cancel(self) -> None:
+    def _drop_box(self) -> None:
         self._start = None
         if self._preview is not None:
             self.canvas.scene().removeItem(self._preview)
             self._preview = None
+
+    def _cancel_job(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+
+    def cancel(self) -> None:
+        self._drop_box()
+        self._cancel_job()
 
 
 def make_handler(tool: Tool, canvas: Canvas) -> ToolHandler:

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -32,11 +31,14 @@ from segtool.core.workspace import OpenedImage, Workspace
 from segtool.gui import settings as keys
 from segtool.gui.actions import CLASS_KEYS, ActionName, build_actions
 from segtool.gui.canvas import Canvas, Tool
+from segtool.gui.canvas_tools import TOOL_HINTS
 from segtool.gui.classes_panel import ClassesPanel
 from segtool.gui.image_list import ImageListPanel
 from segtool.gui.layers_panel import LayersPanel
 from segtool.gui.models_panel import ModelsPanel
 from segtool.gui.predictions import PredictionLayer
+from segtool.gui.tool_events import tool_events
+from segtool.gui.toolbar import build_toolbar
 from segtool.gui.training import TrainingController
 from segtool.gui.training_panel import TrainingPanel
 
@@ -52,6 +54,9 @@ TOOL_ACTIONS = {
     ActionName.POLYGON: Tool.POLYGON, ActionName.WAND: Tool.WAND,
     ActionName.GRABCUT: Tool.GRABCUT, ActionName.PAN: Tool.PAN,
 }
+TOOLBAR_LAYOUT = (ActionName.SAVE, ActionName.UNDO, ActionName.REDO, None, *TOOL_ACTIONS,
+                  ActionName.ONLY_UNLABELLED, None, ActionName.ACCEPT_PREDICTION,
+                  ActionName.MARK_REVIEWED, ActionName.TRAIN)
 
 
 class MainWindow(QMainWindow):
@@ -162,16 +167,12 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
 
     def _build_toolbar(self) -> None:
-        toolbar = QToolBar("Tools", self)
-        toolbar.setObjectName("toolbar-tools")
+        toolbar, self.wand_tolerance, self._tolerance_action = build_toolbar(
+            self, self.actions_by_name, TOOLBAR_LAYOUT)
         self.addToolBar(toolbar)
-        for name in (ActionName.SAVE, ActionName.UNDO, ActionName.REDO, None, *TOOL_ACTIONS,
-                     ActionName.ONLY_UNLABELLED, None, ActionName.ACCEPT_PREDICTION,
-                     ActionName.MARK_REVIEWED, ActionName.TRAIN):
-            if name is None:
-                toolbar.addSeparator()
-            else:
-                toolbar.addAction(self.actions_by_name[name])
+        self.wand_tolerance.set_value(keys.read_int(keys.WAND_TOLERANCE,
+                                                    self.wand_tolerance.value()))
+        self.canvas.set_wand_tolerance(self.wand_tolerance.value())
         self.actions_by_name[ActionName.BRUSH].setChecked(True)
         self.actions_by_name[ActionName.TOGGLE_MASK].setChecked(True)
         self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(True)
@@ -182,6 +183,9 @@ class MainWindow(QMainWindow):
         self.brush_label = QLabel()
         for label in (self.position_label, self.brush_label, self.zoom_label):
             self.statusBar().addPermanentWidget(label)
+        self.tool_hint = QLabel()  # hidden while a message is shown, back after it
+        self.statusBar().addWidget(self.tool_hint, 1)
+        self._show_tool(self.settings.tool)
 
     def _connect(self) -> None:
         act = self.actions_by_name
@@ -193,6 +197,10 @@ class MainWindow(QMainWindow):
         act[ActionName.ZOOM_100].triggered.connect(self.canvas.zoom_100)
         for name, tool in TOOL_ACTIONS.items():
             act[name].triggered.connect(partial(self.set_tool, tool))
+        events = tool_events(self.canvas)
+        events.background = True  # GrabCut in a worker: the window stays responsive
+        events.message.connect(self._tool_message)
+        self.wand_tolerance.changed.connect(self._set_wand_tolerance)
         act[ActionName.BRUSH_SMALLER].triggered.connect(partial(self._step_brush, -1))
         act[ActionName.BRUSH_LARGER].triggered.connect(partial(self._step_brush, +1))
         act[ActionName.ONLY_UNLABELLED].toggled.connect(self._set_only_unlabelled)
@@ -345,6 +353,7 @@ class MainWindow(QMainWindow):
 
     def set_tool(self, tool: Tool) -> None:
         self.canvas.set_tool(tool)
+        self._show_tool(tool)
         for name, action_tool in TOOL_ACTIONS.items():
             self.actions_by_name[name].setChecked(action_tool == tool)
 
@@ -364,6 +373,22 @@ class MainWindow(QMainWindow):
         step = max(1, round(size * 0.2))
         self.canvas.set_brush_size(size + direction * step)
 
+    def _show_tool(self, tool: Tool) -> None:
+        """The tool's one-line hint in the status bar; the wand's tolerance with the wand."""
+        self.statusBar().clearMessage()
+        self.tool_hint.setText(TOOL_HINTS.get(tool, ""))
+        self._tolerance_action.setVisible(tool == Tool.WAND)
+
+    def _tool_message(self, text: str, milliseconds: int) -> None:
+        if text:
+            self.statusBar().showMessage(text, milliseconds)
+        else:
+            self.statusBar().clearMessage()
+
+    def _set_wand_tolerance(self, tolerance: int) -> None:
+        self.canvas.set_wand_tolerance(tolerance)
+        keys.settings().setValue(keys.WAND_TOLERANCE, tolerance)
+
     def _set_only_unlabelled(self, enabled: bool) -> None:
         self.settings.paint_unlabelled_only = enabled  # the workspace tells its documents
 
@@ -373,6 +398,7 @@ class MainWindow(QMainWindow):
         if setting == Setting.TOOL:
             for name, action_tool in TOOL_ACTIONS.items():
                 act[name].setChecked(action_tool == value)
+            self._show_tool(Tool(value))
         elif setting == Setting.CURRENT_CLASS:
             self.classes_panel.select(int(value))  # type: ignore[call-overload]
             self._show_brush()
@@ -418,6 +444,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.autosave_timer.stop()
+        tool_events(self.canvas).shutdown()
         self.training.shutdown()
         self.predictions.shutdown()
         self._save_settings()
