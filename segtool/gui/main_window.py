@@ -25,6 +25,7 @@ from segtool.core.creation import image_candidates
 from segtool.core.editing import Setting
 from segtool.core.errors import SegtoolError
 from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
+from segtool.core.masks import UNLABELLED
 from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
 from segtool.core.workspace import OpenedImage, Workspace
@@ -33,6 +34,7 @@ from segtool.gui.actions import CLASS_KEYS, ActionName, build_actions
 from segtool.gui.canvas import Canvas, Tool
 from segtool.gui.canvas_tools import TOOL_HINTS
 from segtool.gui.classes_panel import ClassesPanel
+from segtool.gui.first_run_hint import FirstRunHint
 from segtool.gui.image_list import ImageListPanel
 from segtool.gui.layers_panel import LayersPanel
 from segtool.gui.models_panel import ModelsPanel
@@ -89,6 +91,7 @@ class MainWindow(QMainWindow):
         self.workspace = Workspace(project)
         self.workspace.subscribe_problems(self.show_error)
         self.current_stem: str | None = None
+        self._labels_seen = False  # the first-run hint is gone once labels were seen
         self.opened: OpenedImage | None = None
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
         self.setWindowTitle(self._title())
@@ -120,6 +123,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name = build_actions(self)
         self._build_toolbar()
         self._build_status_bar()
+        self.first_run_hint = FirstRunHint(self.canvas.viewport())
+        self.first_run_hint.hide()
         self.predictions = PredictionLayer(project, self)
         self.training = TrainingController(project, self.training_panel, self.models_panel,
                                            before_start=partial(self.save_current, quiet=True),
@@ -231,6 +236,7 @@ class MainWindow(QMainWindow):
             self.addAction(action)
 
         self.canvas.cursor_moved.connect(self._show_pixel)
+        self.canvas.edited.connect(self._update_first_run_hint)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"zoom {z * 100:.0f}%"))
         self.canvas.brush_size_changed.connect(self._on_brush_size)
         self.image_list.image_selected.connect(self.open_image)
@@ -284,6 +290,7 @@ class MainWindow(QMainWindow):
             self.show_error(message)
         self.predictions.show_for(stem)
         self.setWindowTitle(self._title(stem))
+        self._update_first_run_hint()
         return True
 
     def add_images(self, folder: Path | None = None) -> int:
@@ -553,6 +560,19 @@ class MainWindow(QMainWindow):
 
     def _refresh_image_list_entry(self, stem: str) -> None:
         self.image_list.update_status(stem, self.project.status(stem))
+
+    def _update_first_run_hint(self) -> None:
+        """Show what to do first on a project with no labels at all; once there are
+        labels the hint goes for the session."""
+        hint = self.first_run_hint
+        if not hint.isVisible() and self._labels_seen:
+            return
+        no_labels = (not self.read_only and self.opened is not None
+                     and all(self.project.status(stem) == ImageStatus.UNLABELLED
+                             for stem in self.project.image_names())
+                     and bool((self.opened.document.mask == UNLABELLED).all()))
+        self._labels_seen = self._labels_seen or not no_labels
+        hint.setVisible(no_labels and not self._labels_seen)
 
     def _update_review_action(self) -> None:
         reviewed = (self.current_stem is not None
