@@ -38,6 +38,16 @@ class ActionName(str, enum.Enum):
     TRAIN = "train"
     LABEL_NEXT = "label_next"
     ADD_IMAGES = "add_images"
+    NEW_PROJECT = "new_project"
+    OPEN_PROJECT = "open_project"
+    EXPORT = "export"
+    STOP_TRAINING = "stop_training"
+    ADD_CLASS = "add_class"
+    RENAME_CLASS = "rename_class"
+    RECOLOUR_CLASS = "recolour_class"
+    DELETE_CLASS = "delete_class"
+    SHORTCUTS = "shortcuts"
+    ABOUT = "about"
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,16 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(ActionName.TRAIN, "Train", ("Ctrl+T",)),
     ActionSpec(ActionName.LABEL_NEXT, "Label next (least certain)", ("Ctrl+L",)),
     ActionSpec(ActionName.ADD_IMAGES, "Add images…", ("Ctrl+I",)),
+    ActionSpec(ActionName.NEW_PROJECT, "New project…", ("Ctrl+N",)),
+    ActionSpec(ActionName.OPEN_PROJECT, "Open project…", ("Ctrl+O",)),
+    ActionSpec(ActionName.EXPORT, "Export masks…", ("Ctrl+E",)),
+    ActionSpec(ActionName.STOP_TRAINING, "Stop training", ("Ctrl+Shift+T",)),
+    ActionSpec(ActionName.ADD_CLASS, "Add class…", ()),
+    ActionSpec(ActionName.RENAME_CLASS, "Rename class…", ()),
+    ActionSpec(ActionName.RECOLOUR_CLASS, "Class colour…", ()),
+    ActionSpec(ActionName.DELETE_CLASS, "Delete class…", ()),
+    ActionSpec(ActionName.SHORTCUTS, "Keyboard shortcuts", ("F1",)),
+    ActionSpec(ActionName.ABOUT, "About segtool", ()),
 )
 
 CLASS_KEYS = "0123456789"  # key n picks class n
@@ -89,16 +109,23 @@ def build_actions(parent: QWidget) -> dict[ActionName, QAction]:
         action = QAction(spec.text, parent)
         action.setShortcuts([QKeySequence(key) for key in spec.shortcuts])
         action.setCheckable(spec.checkable)
-        action.setToolTip(f"{spec.text} ({', '.join(spec.shortcuts)})")
+        keys = f" ({', '.join(spec.shortcuts)})" if spec.shortcuts else ""
+        action.setToolTip(f"{spec.text}{keys}")
         parent.addAction(action)
         actions[spec.name] = action
     return actions
 
 
+def shortcut_rows() -> list[tuple[str, str]]:
+    """``(keys, what they do)`` for every shortcut, mouse gestures last."""
+    rows = [(", ".join(spec.shortcuts), spec.text) for spec in ACTIONS if spec.shortcuts]
+    rows.append((", ".join(CLASS_KEYS), "Pick class 0-9"))
+    rows.append(("Wheel / Ctrl+wheel", "Zoom about the cursor / brush size"))
+    rows.append(("Middle drag, Space+drag", "Pan"))
+    return rows
+
+
 def shortcut_table() -> str:
     """The shortcuts as Markdown table rows (for the README)."""
-    rows = [f"| {', '.join(spec.shortcuts)} | {spec.text} |" for spec in ACTIONS]
-    rows.append(f"| {', '.join(CLASS_KEYS)} | Pick class 0-9 |")
-    rows.append("| Wheel / Ctrl+wheel | Zoom about the cursor / brush size |")
-    rows.append("| Middle drag, Space+drag | Pan |")
+    rows = [f"| {keys} | {text} |" for keys, text in shortcut_rows()]
     return "\n".join(["| Keys | Action |", "| --- | --- |", *rows])

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QWidget,
+)
+from shiboken6 import isValid
 
 from segtool.core.creation import create_project_from_folder
 from segtool.core.errors import SegtoolError
@@ -16,6 +25,7 @@ from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.project import Project
 from segtool.gui import settings as keys
 from segtool.gui.main_window import WINDOW_LOCK, MainWindow
+from segtool.gui.new_project_dialog import NewProjectDialog
 from segtool.gui.start_page import StartPage
 
 log = logging.getLogger(__name__)
@@ -64,13 +74,12 @@ class StartWindow(QMainWindow):
             self.open_project(Path(folder))
 
     def _new(self) -> None:
-        images = QFileDialog.getExistingDirectory(self, "Folder of images to label")
-        if not images:
+        dialog = NewProjectDialog(self)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.project is None:
             return
-        target = QFileDialog.getExistingDirectory(self, "Empty folder for the new project")
-        if not target:
-            return
-        self.create_project(Path(images), Path(target))
+        if dialog.skipped:
+            self.warn("Some files were skipped", dialog.skipped)
+        self.open_project(dialog.project.root)
 
     def create_project(self, images: Path, target: Path) -> None:
         """Make a project in ``target`` (new or empty) from ``images`` and open it."""
@@ -108,10 +117,42 @@ def open_main_window(
         if not ask("Project in use", f"{busy}\n\nOpen it read-only? You can look at it, "
                                      "but nothing you change is saved."):
             return None
-        return MainWindow(project, ask=ask, read_only=busy.problem)
+        window = MainWindow(project, ask=ask, read_only=busy.problem)
     except ProjectReadOnly as error:
-        return MainWindow(project, ask=ask, read_only=error.problem)
-    return MainWindow(project, ask=ask, lock=lock)
+        window = MainWindow(project, ask=ask, read_only=error.problem)
+    else:
+        window = MainWindow(project, ask=ask, lock=lock)
+    window.open_project_requested.connect(partial(switch_project, window))
+    return window
+
+
+_KEPT: list[QMainWindow] = []  # windows opened in place of another: kept until closed
+
+
+def _keep(window: QMainWindow) -> None:
+    _KEPT[:] = [kept for kept in _KEPT if isValid(kept) and kept.isVisible()] + [window]
+
+
+def switch_project(window: MainWindow, folder: Path) -> QMainWindow | None:
+    """Close ``window`` and show a window on the project at ``folder`` in its place (File >
+    Open, Open recent, New project). Returns the new window; None when the project does not
+    open (the old window says why and stays) or the old window would not close."""
+    if os.path.realpath(folder) == os.path.realpath(window.project.root):
+        window.statusBar().showMessage("That project is open already", 5000)
+        return window
+    try:
+        project = Project.open(folder)
+    except SegtoolError as error:
+        window.show_error(f"cannot open the project: {error}")
+        return None
+    if not window.close():
+        return None
+    replacement: QMainWindow | None = open_main_window(project, window.ask)
+    if replacement is None:
+        replacement = StartWindow()
+    _keep(replacement)
+    replacement.show()
+    return replacement
 
 
 def first_window(

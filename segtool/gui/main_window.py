@@ -8,9 +8,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -30,14 +31,18 @@ from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
 from segtool.core.workspace import OpenedImage, Workspace
 from segtool.gui import settings as keys
+from segtool.gui.about import TextDialog, about_text, shortcuts_html
 from segtool.gui.actions import CLASS_KEYS, ActionName, build_actions
 from segtool.gui.canvas import Canvas, Tool
 from segtool.gui.canvas_tools import TOOL_HINTS
 from segtool.gui.classes_panel import ClassesPanel
+from segtool.gui.export_dialog import ExportDialog
 from segtool.gui.first_run_hint import FirstRunHint
 from segtool.gui.image_list import ImageListPanel
 from segtool.gui.layers_panel import LayersPanel
+from segtool.gui.menus import RECENT, build_menus
 from segtool.gui.models_panel import ModelsPanel
+from segtool.gui.new_project_dialog import NewProjectDialog
 from segtool.gui.predictions import PredictionLayer
 from segtool.gui.tool_events import tool_events
 from segtool.gui.toolbar import build_toolbar
@@ -50,7 +55,9 @@ AUTOSAVE_MS = 30_000
 WINDOW_LOCK = "the segtool window"  # how the lock names the window to others
 EDITING_ACTIONS = (ActionName.SAVE, ActionName.ADD_IMAGES, ActionName.TRAIN,
                    ActionName.ACCEPT_PREDICTION, ActionName.MARK_REVIEWED,
-                   ActionName.ONLY_UNLABELLED, ActionName.UNDO, ActionName.REDO)
+                   ActionName.ONLY_UNLABELLED, ActionName.UNDO, ActionName.REDO,
+                   ActionName.ADD_CLASS, ActionName.RENAME_CLASS, ActionName.RECOLOUR_CLASS,
+                   ActionName.DELETE_CLASS, ActionName.STOP_TRAINING)
 TOOL_ACTIONS = {
     ActionName.BRUSH: Tool.BRUSH, ActionName.ERASER: Tool.ERASER, ActionName.FILL: Tool.FILL,
     ActionName.POLYGON: Tool.POLYGON, ActionName.WAND: Tool.WAND,
@@ -70,6 +77,8 @@ class MainWindow(QMainWindow):
     or ``read_only`` gives a reason, the window only shows the project: a banner says why,
     painting does nothing and nothing is saved.
     """
+
+    open_project_requested = Signal(Path)  # the app replaces this window with one on it
 
     def __init__(
         self,
@@ -115,6 +124,7 @@ class MainWindow(QMainWindow):
         self.layers_panel = LayersPanel()
         self.training_panel = TrainingPanel()
         self.models_panel = ModelsPanel()
+        self.docks: list[QDockWidget] = []
         self._add_dock("Images", self.image_list, Qt.LeftDockWidgetArea)
         self._add_dock("Classes", self.classes_panel, Qt.RightDockWidgetArea)
         self._add_dock("Layers", self.layers_panel, Qt.RightDockWidgetArea)
@@ -122,6 +132,9 @@ class MainWindow(QMainWindow):
         self._add_dock("Models", self.models_panel, Qt.LeftDockWidgetArea)
         self.actions_by_name = build_actions(self)
         self._build_toolbar()
+        self.menus = build_menus(self.menuBar(), self.actions_by_name,
+                                 [dock.toggleViewAction() for dock in self.docks]
+                                 + [self.toolbar.toggleViewAction()])
         self._build_status_bar()
         self.first_run_hint = FirstRunHint(self.canvas.viewport())
         self.first_run_hint.hide()
@@ -141,10 +154,14 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._refresh_classes(current=1 if project.num_classes > 1 else 0)
         self._refresh_image_list()
-        keys.settings().setValue(keys.LAST_PROJECT, str(project.root))
+        keys.remember_project(str(project.root))
+        self._fill_recent_menu()
         names = project.image_names()
-        if names:
-            self.open_image(names[0])
+        last = keys.last_image(str(project.root))
+        # The image the user was last on, else the first that opens (one may be missing).
+        for stem in ([last] if last in names else []) + names:
+            if self.open_image(stem):
+                break
 
     @property
     def read_only(self) -> bool:
@@ -170,11 +187,12 @@ class MainWindow(QMainWindow):
         dock.setObjectName(f"dock-{title.lower()}")
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        self.docks.append(dock)
 
     def _build_toolbar(self) -> None:
-        toolbar, self.wand_tolerance, self._tolerance_action = build_toolbar(
+        self.toolbar, self.wand_tolerance, self._tolerance_action = build_toolbar(
             self, self.actions_by_name, TOOLBAR_LAYOUT)
-        self.addToolBar(toolbar)
+        self.addToolBar(self.toolbar)
         self.wand_tolerance.set_value(keys.read_int(keys.WAND_TOLERANCE,
                                                     self.wand_tolerance.value()))
         self.canvas.set_wand_tolerance(self.wand_tolerance.value())
@@ -219,6 +237,16 @@ class MainWindow(QMainWindow):
         act[ActionName.NEXT_UNLABELLED].triggered.connect(self.next_unlabelled)
         act[ActionName.MARK_REVIEWED].triggered.connect(self.mark_reviewed)
         act[ActionName.TRAIN].triggered.connect(self.training.start)
+        act[ActionName.STOP_TRAINING].triggered.connect(self.training.stop)
+        act[ActionName.NEW_PROJECT].triggered.connect(self.new_project)
+        act[ActionName.OPEN_PROJECT].triggered.connect(self._choose_project)
+        act[ActionName.EXPORT].triggered.connect(self.export_masks)
+        act[ActionName.ADD_CLASS].triggered.connect(self.classes_panel.add_class)
+        act[ActionName.RENAME_CLASS].triggered.connect(self.classes_panel.rename_current)
+        act[ActionName.RECOLOUR_CLASS].triggered.connect(self.classes_panel.recolour_current)
+        act[ActionName.DELETE_CLASS].triggered.connect(self.classes_panel.delete_current)
+        act[ActionName.SHORTCUTS].triggered.connect(self.show_shortcuts)
+        act[ActionName.ABOUT].triggered.connect(self.show_about)
         act[ActionName.LABEL_NEXT].triggered.connect(self.label_next)
         act[ActionName.ADD_IMAGES].triggered.connect(lambda: self.add_images())
         self.training.model_changed.connect(lambda _name: self.predictions.refresh_all())
@@ -253,6 +281,49 @@ class MainWindow(QMainWindow):
         layers.mask_visible_changed.connect(self._set_mask_visible)
         layers.prediction_visible_changed.connect(self._set_prediction_visible)
         layers.threshold_changed.connect(self.canvas.set_prediction_threshold)
+
+    # -- projects --------------------------------------------------------------------------
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.menus[RECENT]
+        menu.clear()
+        here = str(self.project.root)
+        for folder in keys.recent_projects():
+            if folder == here:
+                continue
+            action = menu.addAction(folder)
+            action.triggered.connect(partial(self.open_project_requested.emit, Path(folder)))
+        menu.setEnabled(bool(menu.actions()))
+
+    def _choose_project(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Open a segtool project",
+                                                  str(self.project.root.parent))
+        if chosen:
+            self.open_project_requested.emit(Path(chosen))
+
+    def new_project(self) -> None:
+        """Ask for a new project in one dialog; open it when made."""
+        dialog = NewProjectDialog(self, default_parent=self.project.root.parent)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.project is None:
+            return
+        if dialog.skipped:
+            self.show_error(dialog.skipped.replace("\n", "; "))
+        self.open_project_requested.emit(dialog.project.root)
+
+    def export_masks(self) -> None:
+        """Export every mask (dialog: folder and format) after saving the open one."""
+        if not self.save_current(quiet=True):
+            return
+        dialog = ExportDialog(self.project, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.statusBar().showMessage(dialog.summary, 10000)
+
+    def show_shortcuts(self) -> None:
+        TextDialog("Keyboard shortcuts", shortcuts_html(), self).exec()
+
+    def show_about(self) -> None:
+        TextDialog("About segtool", about_text(self.training_panel.device_description),
+                   self).exec()
 
     # -- images ----------------------------------------------------------------------------
 
@@ -291,6 +362,7 @@ class MainWindow(QMainWindow):
         self.predictions.show_for(stem)
         self.setWindowTitle(self._title(stem))
         self._update_first_run_hint()
+        keys.remember_image(str(self.project.root), stem)
         return True
 
     def add_images(self, folder: Path | None = None) -> int:

@@ -8,6 +8,9 @@ ORGANISATION = "segtool"
 APPLICATION = "segtool"
 
 LAST_PROJECT = "last_project"
+RECENT_PROJECTS = "recent_projects"
+LAST_IMAGES = "last_image"  # + "/" + a key made from the project's folder
+MAX_RECENT = 8
 GEOMETRY = "window/geometry"
 WINDOW_STATE = "window/state"
 BRUSH_SIZE = "tools/brush_size"
@@ -37,3 +40,33 @@ def read_float(key: str, default: float) -> float:
         return float(value)
     except (TypeError, ValueError):
         return default
+
+
+def recent_projects() -> list[str]:
+    """Project folders opened lately, the latest first."""
+    value = settings().value(RECENT_PROJECTS, [])
+    if isinstance(value, str):  # QSettings gives a lone string for a one-item list
+        value = [value]
+    return [str(item) for item in value or [] if item]
+
+
+def remember_project(folder: str) -> None:
+    """Put ``folder`` first in the recent projects (and make it the last project)."""
+    recent = [folder] + [item for item in recent_projects() if item != folder]
+    store = settings()
+    store.setValue(RECENT_PROJECTS, recent[:MAX_RECENT])
+    store.setValue(LAST_PROJECT, folder)
+
+
+def _image_key(folder: str) -> str:
+    return LAST_IMAGES + "/" + folder.replace("/", "|").replace("\\", "|")
+
+
+def last_image(folder: str) -> str | None:
+    """The image the user was last on in the project at ``folder``."""
+    value = settings().value(_image_key(folder))
+    return str(value) if value else None
+
+
+def remember_image(folder: str, stem: str) -> None:
+    settings().setValue(_image_key(folder), stem)

@@ -50,6 +50,7 @@ class TrainingPanel(QWidget):
         self.train_button.clicked.connect(self.train_requested.emit)
         self.stop_button.clicked.connect(self.stop_requested.emit)
         self.device_label = QLabel("device: not started")
+        self.device_description: str | None = None  # what the last run reported
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFormat("idle")
@@ -108,6 +109,7 @@ class TrainingPanel(QWidget):
         self.stop_button.setEnabled(True)
 
     def set_device(self, description: str) -> None:
+        self.device_description = description
         self.device_label.setText(f"device: {description}")
 
     def update_progress(self, progress: object) -> None:

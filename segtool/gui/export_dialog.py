@@ -1,0 +1,90 @@
+"""Export…: the masks to a folder, as class-index PNGs, colour PNGs or COCO JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segtool.core.errors import SegtoolError
+from segtool.core.export import ExportFormat, export_project
+from segtool.core.project import Project
+
+FORMAT_TEXT = {
+    ExportFormat.INDEX: "Class-index PNGs (value = class, 255 = unlabelled)",
+    ExportFormat.COLOR: "Colour PNGs (class colours, black = unlabelled)",
+    ExportFormat.COCO: "COCO JSON (one file, RLE masks)",
+}
+
+
+class ExportDialog(QDialog):
+    """Asks for the folder and the format, then exports; a refusal (a folder inside the
+    project, files there already without Replace) is shown in the dialog, which stays open.
+    ``summary`` says what was written after ``accept``."""
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.setWindowTitle("Export masks")
+        self.setMinimumWidth(520)
+        self.folder = QLineEdit(str(project.root.parent / f"{project.root.name}-export"))
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(self._choose)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(choose)
+        self.format = QComboBox()
+        for fmt, text in FORMAT_TEXT.items():
+            self.format.addItem(text, fmt.value)
+        self.replace = QCheckBox("Replace files already in the folder")
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #c03030;")
+        self.problem.setVisible(False)
+        form = QFormLayout()
+        form.addRow("Folder", row)
+        form.addRow("Format", self.format)
+        form.addRow("", self.replace)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole).setDefault(True)
+        buttons.accepted.connect(self.export)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+        self.summary = ""
+
+    def _choose(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
+        if chosen:
+            self.folder.setText(chosen)
+
+    def export(self) -> None:
+        text = self.folder.text().strip()
+        if not text:
+            self.problem.setText("choose a folder to export to")
+            self.problem.setVisible(True)
+            return
+        try:
+            report = export_project(self.project, Path(text).expanduser(),
+                                    self.format.currentData(), force=self.replace.isChecked())
+        except SegtoolError as error:
+            self.problem.setText(str(error))
+            self.problem.setVisible(True)
+            return
+        self.summary = str(report).splitlines()[0]
+        self.accept()
