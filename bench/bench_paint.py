@@ -1,15 +1,20 @@
-"""Cost of one brush mouse-move on the canvas, for 1024², 4096² and 8192² RGB images.
+"""Cost of one brush mouse-move on the canvas, and the window's memory on a 16384² image.
 
 For each size the canvas (shown offscreen at a fixed size) gets a real press, N moves with
 the left button held, and a release. Each move is timed from ``sendEvent`` to the end of
 ``QApplication.processEvents()``, which includes the label write, the overlay recolour and
 the repaint of the changed screen area; the thread's CPU time for the same span is shown
 too, as it is less disturbed by other processes on a busy machine. Printed: p50/p95/max
-per move, the press/release cost, paint events per move, and the 8192²/1024² ratios
-(goal: p95 <= 4 ms at 8192² and 8192² no more than 1.5x 1024²). Also the process RSS
-after opening the 8192² image.
+per move, the press/release cost, paint events per move, and the largest/smallest size
+ratios (goal: p95 <= 4 ms at the largest size and no more than 1.5x the smallest). Also
+the process RSS after opening each image.
 
-    python bench/bench_paint.py [--moves 200] [--repeats 3] [--sizes 1024 4096 8192]
+``--window SIZE`` then opens a project holding one SIZE x SIZE grey PNG in the real main
+window, in a fresh process, paints one stroke, and prints that process's peak RSS (goal:
+under 2 GiB at 16384², the default pixel limit).
+
+    python bench/bench_paint.py [--moves 200] [--repeats 3] [--sizes 1024 4096 8192 16384]
+                                [--grey] [--window 16384]
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import argparse
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
-from benchlib import percentile, send_mouse
+from benchlib import isolate_settings, loadavg, percentile, send_mouse
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -35,12 +43,13 @@ VIEW_SIZE = (1024, 768)
 BRUSH_SIZE = 15
 
 
-def rss_mib() -> float:
-    """Resident memory of this process in MiB (Linux /proc; else peak RSS)."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """Resident memory of this process in MiB (Linux /proc; else peak RSS). ``VmHWM`` is
+    the peak; unlike getrusage's ru_maxrss it is not inherited from the parent process."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -60,8 +69,10 @@ class PaintCounter(QObject):
         return False
 
 
-def test_image(size: int) -> np.ndarray:
+def test_image(size: int, grey: bool = False) -> np.ndarray:
     ramp = (np.arange(size, dtype=np.uint32) * 251 // size).astype(np.uint8)
+    if grey:
+        return (ramp[None, :] // 2 + ramp[:, None] // 2).astype(np.uint8)
     image = np.empty((size, size, 3), np.uint8)
     image[..., 0] = ramp[None, :]
     image[..., 1] = ramp[:, None]
@@ -103,8 +114,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="strokes per size and zoom")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 8192])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 8192, 16384])
+    parser.add_argument("--grey", action="store_true", help="grey images instead of RGB")
+    parser.add_argument("--window", type=int, metavar="SIZE",
+                        help="also measure the main window's peak RSS on a SIZE² grey image")
+    parser.add_argument("--child-window", nargs=2, metavar=("SIZE", "DIR"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_window:
+        return window_child(int(args.child_window[0]), Path(args.child_window[1]))
 
     app = QApplication.instance() or QApplication(sys.argv)
     view = Canvas()
@@ -118,7 +136,7 @@ def main() -> int:
     rows = []
     rss_lines = []
     for size in args.sizes:
-        image = test_image(size)
+        image = test_image(size, args.grey)
         rss_before = rss_mib()
         start = time.perf_counter()
         document = LabelDocument(np.full((size, size), 255, np.uint8))
@@ -180,7 +198,54 @@ def main() -> int:
     for line in rss_lines:
         print(line)
     print(f"moves per stroke {args.moves}, strokes {args.repeats}, view {VIEW_SIZE}, "
-          f"brush {BRUSH_SIZE} px; timings on a shared machine are noisy")
+          f"brush {BRUSH_SIZE} px, {'grey' if args.grey else 'RGB'} images; timings on a "
+          f"shared machine are noisy; load {loadavg()}")
+    if args.window:
+        view.close()
+        with tempfile.TemporaryDirectory(prefix="bench-paint-") as folder:
+            make_project(args.window, Path(folder))
+            result = subprocess.run(
+                [sys.executable, __file__, "--child-window", str(args.window), folder],
+                capture_output=True, text=True, check=False)
+            print(result.stdout.strip() or result.stderr.strip()[-2000:])
+    return 0
+
+
+def make_project(size: int, folder: Path) -> None:
+    """A project in ``folder``/project holding one ``size``² grey PNG."""
+    import cv2
+
+    from segtool.core.project import Project
+
+    source = folder / f"grey{size}.png"
+    cv2.imwrite(str(source), test_image(size, grey=True), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    Project.create(folder / "project").import_images([source])
+
+
+def window_child(size: int, folder: Path) -> int:
+    """In a fresh process: the project of :func:`make_project` opened in the main window
+    (1280x800), one brush stroke on it; prints the process's peak RSS."""
+    from segtool.core.project import Project
+
+    isolate_settings(folder)
+    baseline = rss_mib("VmHWM")
+    app = QApplication.instance() or QApplication(sys.argv)
+    from segtool.gui.main_window import MainWindow
+
+    start = time.perf_counter()
+    window = MainWindow(Project.open(folder / "project"), ask=lambda title, question: True)
+    window.resize(1280, 800)
+    window.show()
+    app.processEvents()
+    opened = time.perf_counter() - start
+    counter = PaintCounter()
+    window.canvas.viewport().installEventFilter(counter)
+    result = stroke(window.canvas, 50, counter, phase=0.0)
+    peak = rss_mib("VmHWM")
+    print(f"main window on a {size}² grey image: opened in {opened:.1f} s, one 50-move "
+          f"stroke p95 {percentile(result['times'], 0.95) * 1e3:.2f} ms; peak RSS "
+          f"{peak:.0f} MiB (the process before the window: {baseline:.0f} MiB)")
+    window.close()
     return 0
 
 
