@@ -12,8 +12,27 @@ from segtool.core.atomic import atomic_write_bytes, atomic_write_text
 from segtool.core.errors import SegtoolError
 from segtool.core.info import labelled_pixels
 from segtool.core.masks import UNLABELLED, encode_mask, read_mask
-from segtool.core.project import ClassInfo, Colour, Project, check_class_name
+from segtool.core.project import ClassInfo, Colour, Project, check_class_name, default_colour
 from segtool.core.recovery import DELETE_INTENT
+
+# Colours closer than this (summed channel difference) to one in use, or to white (an
+# empty overlay on bright images), are skipped for a new class.
+MIN_COLOUR_DISTANCE = 90
+
+
+def _distance(a: Colour, b: Colour) -> int:
+    return sum(abs(int(x) - int(y)) for x, y in zip(a, b, strict=True))
+
+
+def next_class_colour(in_use: list[Colour]) -> Colour:
+    """A colour for a new class: the first of the palette (then golden-ratio hues) that is
+    far from every colour in use and from white."""
+    candidates = (default_colour(index) for index in range(1, 256))
+    for colour in candidates:
+        if all(_distance(colour, other) >= MIN_COLOUR_DISTANCE
+               for other in [*in_use, (255, 255, 255)]):
+            return colour
+    return default_colour(len(in_use))
 
 
 def rename_class(project: Project, index: int, name: str) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segtool.core.classes import next_class_colour
 from segtool.core.project import ClassInfo
 
 
@@ -67,7 +68,7 @@ class ClassesPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for index, info in enumerate(self._classes):
-            shortcut = f"   ({index})" if 1 <= index <= 9 else ""
+            shortcut = f"   ({index})" if index <= 9 else ""  # the key that picks it
             item = QListWidgetItem(swatch(info.colour), f"{info.name}{shortcut}")
             item.setData(Qt.UserRole, index)
             self.list.addItem(item)
@@ -82,11 +83,12 @@ class ClassesPanel(QWidget):
             self.list.setCurrentRow(index)
 
     def add_class(self) -> None:
+        """Ask for the name; the colour is the next distinct one of the palette (Colour
+        changes it)."""
         name, ok = QInputDialog.getText(self, "Add class", "Name of the new class:")
         if ok and name.strip():
-            colour = QColorDialog.getColor(parent=self, title=f"Colour of {name.strip()}")
-            rgb = (colour.red(), colour.green(), colour.blue()) if colour.isValid() else ()
-            self.add_requested.emit(name.strip(), rgb)
+            colour = next_class_colour([info.colour for info in self._classes])
+            self.add_requested.emit(name.strip(), colour)
 
     def rename_current(self) -> None:
         index = self.current_index()
