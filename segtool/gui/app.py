@@ -26,6 +26,7 @@ from segtool.core.project import Project
 from segtool.gui import settings as keys
 from segtool.gui.main_window import WINDOW_LOCK, MainWindow
 from segtool.gui.new_project_dialog import NewProjectDialog
+from segtool.gui.quiet import quiet_terminal
 from segtool.gui.start_page import StartPage
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,12 @@ def first_window(
 
 
 def run_gui(project: Path | None = None) -> int:
-    """Open the window on ``project`` (or the last one, or the start page) and run Qt."""
+    """Open the window on ``project`` (or the last one, or the start page) and run Qt.
+
+    The terminal stays quiet (TensorFlow's, CUDA's and Qt's notices are hidden) unless
+    logging is at DEBUG (``segtool --debug``).
+    """
+    quiet_terminal(debug=logging.getLogger().isEnabledFor(logging.DEBUG))
     app = application()
     window = first_window(project)
     window.show()

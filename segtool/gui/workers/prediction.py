@@ -12,7 +12,12 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 
 from segtool.core.errors import SegtoolError
-from segtool.gui.workers.base import BackgroundThread, gui_threads, lower_this_thread_priority
+from segtool.gui.workers.base import (
+    BackgroundThread,
+    gui_threads,
+    load_tensorflow_quietly,
+    lower_this_thread_priority,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class PredictionThread(BackgroundThread):
             return heapq.heappop(self._queue)
 
     def run(self) -> None:  # noqa: D102 - QThread entry point
+        load_tensorflow_quietly()
         from segtool.core.project import Project
         from segtool.ml.device import configure_devices
         from segtool.ml.session import predict_stem

@@ -9,7 +9,12 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 
 from segtool.core.errors import SegtoolError
-from segtool.gui.workers.base import BackgroundThread, gui_threads, lower_this_thread_priority
+from segtool.gui.workers.base import (
+    BackgroundThread,
+    gui_threads,
+    load_tensorflow_quietly,
+    lower_this_thread_priority,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class TrainingThread(BackgroundThread):
     def run(self) -> None:  # noqa: D102 - QThread entry point
         lower_this_thread_priority()
         try:
+            load_tensorflow_quietly()
             from segtool.core.project import Project
             from segtool.ml.device import configure_devices
             from segtool.ml.session import train_project

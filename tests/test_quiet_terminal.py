@@ -1,0 +1,43 @@
+"""The terminal stays quiet: TensorFlow's start-up notices and Qt's chatter only with --debug."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+
+from PySide6.QtCore import qWarning
+
+from segtool.gui.quiet import quiet_terminal
+
+LOAD = textwrap.dedent("""
+    import logging, sys
+    logging.basicConfig(level=logging.DEBUG if "--debug" in sys.argv else logging.WARNING)
+    from segtool.gui.workers.base import load_tensorflow_quietly
+    load_tensorflow_quietly()
+    import tensorflow
+    tensorflow.config.list_physical_devices()  # where CUDA says "failed call to cuInit"
+    print("loaded", file=sys.stderr)
+""")
+
+
+def test_loading_tensorflow_in_a_worker_prints_nothing_but_our_own():
+    result = subprocess.run([sys.executable, "-c", LOAD], capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "loaded"
+    assert result.stdout == ""
+
+
+def test_qt_warnings_go_to_the_debug_log_not_the_terminal(caplog, monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # one the user set is kept
+    quiet_terminal(debug=False)
+    with caplog.at_level(logging.DEBUG, logger="segtool.qt"):
+        qWarning("QXcbConnection: XCB error 3 (BadWindow)")
+    records = [r for r in caplog.records if r.name == "segtool.qt"]
+    assert [r.levelno for r in records] == [logging.DEBUG]
+    assert "BadWindow" in records[0].getMessage()
+    import os
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    assert logging.getLogger("tensorflow").level == logging.ERROR
