@@ -44,6 +44,7 @@ from segtool.gui.menus import RECENT, build_menus
 from segtool.gui.models_panel import ModelsPanel
 from segtool.gui.new_project_dialog import NewProjectDialog
 from segtool.gui.predictions import PredictionLayer
+from segtool.gui.quit_dialog import QUESTION, QuitChoice, ask_quit_during_training
 from segtool.gui.tool_events import tool_events
 from segtool.gui.toolbar import build_toolbar
 from segtool.gui.training import TrainingController
@@ -103,6 +104,13 @@ class MainWindow(QMainWindow):
         self._labels_seen = False  # the first-run hint is gone once labels were seen
         self.opened: OpenedImage | None = None
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
+        # Closing while training runs: stop / keep training / cancel. With ``ask`` given
+        # (tests, scripts) its yes means stop, its no cancel.
+        self.choose_on_quit: Callable[[], QuitChoice] = (
+            partial(ask_quit_during_training, self) if ask is None else
+            lambda: QuitChoice.STOP if ask("Quit while training?", QUESTION)
+            else QuitChoice.CANCEL)
+        self._quit_when_trained = False
         self.setWindowTitle(self._title())
 
         self.settings = self.workspace.settings
@@ -516,6 +524,19 @@ class MainWindow(QMainWindow):
             self._refresh_image_list_entry(stem)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.training.running and not self._quit_when_trained:
+            choice = self.choose_on_quit()
+            if choice == QuitChoice.CANCEL:
+                event.ignore()
+                return
+            if choice == QuitChoice.KEEP_TRAINING:
+                self._quit_when_trained = True
+                self.training.run_finished.connect(lambda _outcome: self.close())
+                self.statusBar().showMessage("segtool closes when training ends")
+                event.ignore()
+                return
+            self.statusBar().showMessage("Stopping training…")
+            self.training.stop_and_wait()
         try:
             self.workspace.save_all()
         except (SegtoolError, OSError) as error:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from segtool.core.errors import SegtoolError
-from segtool.core.models import ModelSidecar, list_models
+from segtool.core.models import ModelSidecar, list_models, sidecar_path
 from segtool.core.project import Project
 from segtool.gui import settings as keys
 from segtool.gui.models_panel import ModelsPanel
@@ -71,6 +72,7 @@ class TrainingController(QObject):
         self.thread = TrainingThread(project.root, float(panel.budget.value()),
                                      config_overrides=self.config_overrides)
         self.thread.progress.connect(panel.update_progress)
+        self.thread.phase.connect(panel.set_phase)
         self.thread.device_ready.connect(panel.set_device)
         self.thread.finished_training.connect(self._on_finished)
         self.thread.failed.connect(self._on_failed)
@@ -82,6 +84,18 @@ class TrainingController(QObject):
         """End the run early; the best model so far is still saved."""
         if self.thread is not None:
             self.thread.stop(timeout_ms=0)
+
+    def stop_and_wait(self, timeout_ms: int = 10000) -> None:
+        """Stop the run, wait for its thread and apply its outcome now (the window is
+        closing): the best model so far becomes current if it scores at least as well as
+        the current one; otherwise it is not kept."""
+        thread = self.thread
+        if thread is None:
+            return
+        if thread.stop(timeout_ms):
+            # Its last signals are queued for this object: take them before the window goes.
+            QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
+        self.shutdown(0)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Stop the run and wait for its thread (window closing); its results are ignored."""
@@ -113,15 +127,27 @@ class TrainingController(QObject):
         if outcome.became_current:
             message = f"New model {name}: validation IoU {scored}"
             self.use_model(name)
+        elif outcome.cancelled:  # half trained and worse: not worth a place in the list
+            self._discard(outcome.model_path)
+            message = (f"Stopped early; the half-trained model scored {scored}, below "
+                       f"{outcome.previous_model} ({outcome.previous_val_iou:.3f}): not kept")
+            self.refresh_models()
         else:
             message = (f"Kept {outcome.previous_model}: it scored {outcome.previous_val_iou:.3f} "
                        f"against {scored} for the new model ({name}, kept in the model list)")
             self.refresh_models()
-        if outcome.cancelled:
+        if outcome.cancelled and outcome.became_current:
             message += " (stopped early)"
         self.panel.finish(message)
         self.message.emit(message, 10000)
         self.run_finished.emit(outcome)
+
+    def _discard(self, model_path: Path) -> None:
+        for path in (model_path, sidecar_path(model_path)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                log.warning("could not remove %s: %s", path, error)
 
     def _on_failed(self, message: str) -> None:
         self.thread = None

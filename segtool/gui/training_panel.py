@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 DEFAULT_BUDGET_S = 90  # a CPU run on a small project ends within about two minutes
+TICK_MS = 500  # the time left counts down this often
 
 
 class _Plot(pg.PlotWidget):
@@ -31,7 +33,10 @@ class TrainingPanel(QWidget):
     """Start, follow and stop a training run.
 
     ``update_progress`` takes the worker's TrainProgress (step, total_steps_estimate, loss,
-    val_iou per class, elapsed); curves are drawn with pyqtgraph as the run goes.
+    val_iou per class, elapsed); curves are drawn with pyqtgraph as the run goes. The bar
+    shows the phase ("loading TensorFlow", "reading 12 labelled images", "training · step
+    17") and the time left of the budget, counted from the press of Train (set-up included)
+    by ``clock`` (``time.monotonic``), so it counts down while TensorFlow loads too.
     """
 
     train_requested = Signal()
@@ -86,15 +91,29 @@ class TrainingPanel(QWidget):
         self._losses: list[float] = []
         self._ious: list[list[float]] = []
         self._val_steps: list[int] = []
+        self.clock: Callable[[], float] = time.monotonic
+        self._started = 0.0
+        self._run_budget = float(DEFAULT_BUDGET_S)
+        self.phase = "idle"
+        self.ticker = QTimer(self)
+        self.ticker.setInterval(TICK_MS)
+        self.ticker.timeout.connect(self._show_time)
 
     @property
     def running(self) -> bool:
         return self.stop_button.isEnabled()
 
     def start(self, class_names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> None:
-        """Reset the plots for a new run with these classes."""
+        """Reset the plots (curves and axes) for a new run with these classes and start
+        counting down the budget."""
         self._steps, self._losses, self._ious, self._val_steps = [], [], [], []
+        self._started = self.clock()
+        self._run_budget = float(self.budget.value())
+        self.phase = "starting"
         self.loss_curve.setData([], [])
+        self.loss_plot.enableAutoRange()
+        self.iou_plot.enableAutoRange(axis="x")
+        self.iou_plot.setYRange(0.0, 1.0)
         for curve in self.iou_curves:
             self.iou_plot.removeItem(curve)
         self.iou_plot.plotItem.legend.clear()
@@ -102,11 +121,31 @@ class TrainingPanel(QWidget):
             self.iou_plot.plot(pen=pg.mkPen(colour, width=2), name=name)
             for name, colour in zip(class_names, colours, strict=True)
         ]
-        self.progress.setValue(0)
-        self.progress.setFormat("starting…")
         self.message.setText("")
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
+        self._show_time()
+        self.ticker.start()
+
+    def set_phase(self, phase: str) -> None:
+        """What the run is doing now ("loading TensorFlow", "reading 12 labelled images")."""
+        self.phase = phase
+        self._show_time()
+
+    def time_left(self) -> float:
+        """Seconds of the budget left (negative once over it)."""
+        return self._run_budget - (self.clock() - self._started)
+
+    def _show_time(self) -> None:
+        if not self.running:
+            return
+        left = self.time_left()
+        used = min(1.0, max(0.0, 1.0 - left / max(self._run_budget, 1e-9)))
+        self.progress.setValue(round(used * 1000))
+        if left >= 0:
+            self.progress.setFormat(f"{self.phase}  ·  {left:.0f} s left")
+        else:
+            self.progress.setFormat(f"{self.phase}  ·  finishing, {-left:.0f} s over the budget")
 
     def set_device(self, description: str) -> None:
         self.device_description = description
@@ -114,13 +153,8 @@ class TrainingPanel(QWidget):
 
     def update_progress(self, progress: object) -> None:
         """Show one progress report (time left, loss and IoU curves)."""
-        step, elapsed = int(progress.step), float(progress.elapsed)
-        total = max(int(progress.total_steps_estimate), step, 1)
-        fraction = min(1.0, step / total)
-        self.progress.setValue(round(fraction * 1000))
-        left = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
-        self.progress.setFormat(f"step {step}/{total}  ·  {left:.0f} s left"
-                                if left == left else f"step {step}")
+        step = int(progress.step)
+        self.set_phase(f"training · step {step}")
         self._steps.append(step)
         self._losses.append(float(progress.loss))
         self.loss_curve.setData(self._steps, self._losses)
@@ -135,6 +169,8 @@ class TrainingPanel(QWidget):
 
     def finish(self, message: str, failed: bool = False) -> None:
         """Back to idle, with a closing message (red when the run failed)."""
+        self.ticker.stop()
+        self.phase = "idle"
         self.train_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.progress.setFormat("failed" if failed else "done")

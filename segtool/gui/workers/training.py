@@ -31,6 +31,7 @@ class TrainingThread(BackgroundThread):
     """
 
     progress = Signal(object)
+    phase = Signal(str)  # "loading TensorFlow", "reading 3 labelled images", "training"
     finished_training = Signal(object)
     failed = Signal(str)
     device_ready = Signal(str)
@@ -43,8 +44,12 @@ class TrainingThread(BackgroundThread):
         self.from_scratch = from_scratch
         self.config_overrides = dict(config_overrides or {})
         self._last_report = 0.0
+        self._training = False
 
     def _report(self, progress: object) -> None:
+        if not self._training:
+            self._training = True
+            self.phase.emit("training")
         now = time.monotonic()
         if now - self._last_report >= PROGRESS_INTERVAL_S:
             self._last_report = now
@@ -53,14 +58,20 @@ class TrainingThread(BackgroundThread):
     def run(self) -> None:  # noqa: D102 - QThread entry point
         lower_this_thread_priority()
         try:
+            self.phase.emit("loading TensorFlow")
             load_tensorflow_quietly()
-            from segtool.core.project import Project
+            from segtool.core.project import ImageStatus, Project
             from segtool.ml.device import configure_devices
             from segtool.ml.session import train_project
 
             self.device_ready.emit(configure_devices(gui_threads()))
+            project = Project.open(self.project_root)
+            labelled = sum(project.status(stem) != ImageStatus.UNLABELLED
+                           for stem in project.image_names())
+            self.phase.emit(f"reading {labelled} labelled image{'s' if labelled != 1 else ''}"
+                            " and building the model")
             outcome = train_project(
-                Project.open(self.project_root),
+                project,
                 max_seconds=self.max_seconds,
                 from_scratch=self.from_scratch,
                 progress=self._report,
