@@ -13,9 +13,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segtool import __version__
 from segtool.core.errors import SegtoolError
+
+if TYPE_CHECKING:
+    from segtool.core.project import Project
+    from segtool.ml.session import TrainOutcome
 
 COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
 EXPORT_FORMATS = ("index", "color", "coco")
@@ -69,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after this many epochs (passes over the labelled patches)")
     train.add_argument("--from-scratch", action="store_true",
                        help="start from random weights instead of the current model")
+    train.add_argument("--distributed", action="store_true",
+                       help="one worker of a multi-host job described by TF_CONFIG (run the "
+                            "same command on every host; the chief alone writes files; see "
+                            "docs/distributed.md)")
 
     predict = add_command("predict", "write class-index PNGs predicted by a model")
     predict.add_argument("project", type=Path)
@@ -195,10 +204,46 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """``segtool train``: this host's devices (every GPU mirrored), under the project lock."""
     from segtool.core.project import Project
     from segtool.ml.session import train_project
 
     project = Project.open(args.project)
+    outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
+                            from_scratch=args.from_scratch, progress=_progress_printer(project))
+    _print_outcome(outcome)
+    return 0
+
+
+def _cmd_train_distributed(args: argparse.Namespace) -> int:
+    """``segtool train --distributed``: one worker of the job in TF_CONFIG.
+
+    The chief holds the project lock (taken by the caller) before it joins, so by the time
+    the other workers open the project it is locked; they never take it and write nothing.
+    """
+    from segtool.core.project import Project
+    from segtool.ml.cluster import ClusterRole
+    from segtool.ml.device import configure_devices
+    from segtool.ml.distribute import cluster_distribution
+    from segtool.ml.session import train_project
+
+    role = ClusterRole.from_environment()
+    print(f"{role.describe()}: waiting for all {role.workers} workers to join", flush=True)
+    configure_devices()  # thread counts and GPU memory growth, before the job starts TF
+    distribution = cluster_distribution(role)
+    print(f"joined: {distribution.describe()}", flush=True)
+    project = Project.open(args.project)
+    if not role.is_chief:
+        project.read_only = "a worker of a distributed job: the chief writes"
+    outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
+                            from_scratch=args.from_scratch, progress=_progress_printer(project),
+                            distribution=distribution)
+    _print_outcome(outcome)
+    return 0
+
+
+def _progress_printer(project: Project) -> Callable[[object], None]:
+    """A progress callback printing a line (step, loss, validation IoU) at most once a second."""
     class_names = [c.name for c in project.classes]
     last_print = [0.0]
 
@@ -213,21 +258,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"step {progress.step:5d}  loss {progress.loss:.4f}  val IoU {ious}  "
               f"{progress.elapsed:5.1f} s", flush=True)
 
-    outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
-                            from_scratch=args.from_scratch, progress=report)
-    metrics = outcome.sidecar["metrics"]
+    return report
+
+
+def _print_outcome(outcome: TrainOutcome) -> None:
+    sidecar = outcome.sidecar
+    where = f"{sidecar['device']}, {_replicas_text(sidecar.get('distribution') or {})}"
+    if outcome.model_path is None:
+        print(f"trained {sidecar['steps']} steps in {sidecar['seconds']:.1f} s on {where}; "
+              "the chief saves the model")
+        return
+    metrics = sidecar["metrics"]
     summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_iou"].items() if v is not None)
-    print(f"saved {outcome.model_path} ({outcome.sidecar['steps']} steps, "
-          f"{outcome.sidecar['seconds']:.1f} s on {outcome.sidecar['device']}); "
+    print(f"saved {outcome.model_path} ({sidecar['steps']} steps, "
+          f"{sidecar['seconds']:.1f} s on {where}); "
           f"validation IoU: {summary or 'n/a (no held-out pixels)'}")
-    for reason in outcome.sidecar.get("recipe", {}).get("reasons", []):
+    for reason in sidecar.get("recipe", {}).get("reasons", []):
         print(f"  recipe: {reason}")
     if outcome.became_current:
         print(f"{outcome.model_path.name} is now the current model")
     else:
         print(f"kept {outcome.previous_model} as current: it scored "
-              f"{outcome.previous_val_iou:.3f} against {metrics['mean_val_iou']:.3f} on validation")
-    return 0
+              f"{outcome.previous_val_iou:.3f} against {metrics['mean_val_iou']:.3f} "
+              "on validation")
+
+
+def _replicas_text(distribution: dict) -> str:
+    """``"2 replicas (MirroredStrategy: GPU:0, GPU:1)"``, ``"1 replica"``."""
+    replicas = int(distribution.get("replicas", 1))
+    if replicas <= 1:
+        return "1 replica"
+    workers = int(distribution.get("workers", 1))
+    devices = ", ".join(distribution.get("devices", []))
+    if workers > 1:
+        devices = f"{workers} workers; the chief's: {devices}"
+    return f"{replicas} replicas ({distribution.get('strategy')}: {devices})"
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -266,7 +331,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _select_images(project: object, requested: Sequence[str]) -> list[str]:
-    stems = project.image_names()  # type: ignore[attr-defined]
+    stems = project.image_names()
     if not requested:
         return stems
     chosen = []
@@ -312,12 +377,24 @@ def _locked(handler: Callable[[argparse.Namespace], int], what: str
     return run
 
 
+def _train_handler(args: argparse.Namespace) -> int:
+    """``train`` under the project lock; with ``--distributed`` only the chief takes it."""
+    if not args.distributed:
+        return _locked(_cmd_train, "segtool train")(args)
+    from segtool.ml.cluster import ClusterRole
+
+    role = ClusterRole.from_environment()  # a bad TF_CONFIG is refused before anything starts
+    if role.is_chief:
+        return _locked(_cmd_train_distributed, "segtool train --distributed (chief)")(args)
+    return _cmd_train_distributed(args)
+
+
 _HANDLERS = {
     "gui": _cmd_gui,
     "demo": _cmd_demo,
     "new": _cmd_new,
     "add": _locked(_cmd_add, "segtool add"),
-    "train": _locked(_cmd_train, "segtool train"),
+    "train": _train_handler,
     "predict": _cmd_predict,
     "export": _cmd_export,
     "info": _cmd_info,

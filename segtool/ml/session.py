@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +24,9 @@ from segtool.core.images import image_info
 from segtool.core.masks import UNLABELLED, check_mask, read_mask
 from segtool.core.normalize import apply_windows, channel_windows
 from segtool.core.project import ImageStatus, Project
+
+if TYPE_CHECKING:  # no TensorFlow when this module is imported
+    from segtool.ml.distribute import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +106,13 @@ class TrainingSet:
 
 @dataclass
 class TrainOutcome:
-    """What a project training run produced and whether the new model became current."""
+    """What a project training run produced and whether the new model became current.
 
-    model_path: Path
+    ``model_path`` is None on a worker of a multi-host job other than the chief: it saves
+    nothing, and its ``sidecar`` holds only the run's steps, seconds and devices.
+    """
+
+    model_path: Path | None
     sidecar: dict
     became_current: bool
     previous_model: str | None
@@ -265,6 +274,7 @@ def train_project(
     cancel: Callable[[], bool] | None = None,
     config_overrides: dict | None = None,
     make_current: bool = True,
+    distribution: Distribution | None = None,
 ) -> TrainOutcome:
     """Train on every labelled mask of ``project`` and save the model under ``models/``.
 
@@ -278,18 +288,25 @@ def train_project(
     at least as good as the current one on this run's validation pixels; with
     ``make_current`` it is made current here (the GUI does that itself, on its own Project).
 
+    ``distribution`` (default: every GPU of this host, mirrored when there are two or more;
+    see :mod:`segtool.ml.distribute`) may be a multi-host job's: then every worker calls
+    this on the same project, the chief's measured speed and budget choose the recipe for
+    all, and only the chief scores and saves the model (its caller holds the project lock).
+
     Raises:
-        SegtoolError: bad masks, nothing labelled, or no training step fitted in the budget
-            (then no model is saved).
+        SegtoolError: bad masks, nothing labelled, no training step fitted in the budget
+            (then no model is saved), or another worker of a multi-host job failed.
     """
     started = time.monotonic()
     training_set = collect_training_set(project)  # refuse bad input before TF starts
     from segtool.ml.device import configure_devices, reference_steps_per_second
+    from segtool.ml.distribute import local_distribution
     from segtool.ml.modelfile import save_model
     from segtool.ml.recipe import choose_recipe
     from segtool.ml.train import TrainConfig, holdout_iou, train_model
 
     device = configure_devices()
+    distribution = distribution or local_distribution()
     initial_model = None
     previous = None
     if project.current_model:
@@ -304,6 +321,8 @@ def train_project(
     overrides = dict(config_overrides or {})
     speed = reference_steps_per_second()
     left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
+    with distribution.peer_failures():  # every worker takes the chief's recipe
+        speed, left = _from_chief(distribution, speed, left)
     recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                            training_set.per_channel, speed, left)
     if initial_model is not None:  # the model decides its own input and architecture
@@ -324,24 +343,34 @@ def train_project(
     remaining = None
     if max_seconds is not None:
         remaining = max_seconds - (time.monotonic() - started)
-        if remaining < MIN_TRAIN_SECONDS:
-            raise SegtoolError(_no_step_message(max_seconds, time.monotonic() - started),
-                               project.root)
+    with distribution.peer_failures():
+        (remaining,) = _from_chief(distribution, remaining)
+    if remaining is not None and remaining < MIN_TRAIN_SECONDS:
+        raise SegtoolError(_no_step_message(max_seconds, time.monotonic() - started),
+                           project.root)
     config = TrainConfig(max_seconds=remaining, epochs=epochs, **fields)
-    result = train_model(
-        images,
-        training_set.masks,
-        project.num_classes,
-        config,
-        initial_model=initial_model,
-        progress=progress,
-        cancel=cancel,
-    )
+    with distribution.peer_failures():
+        result = train_model(
+            images,
+            training_set.masks,
+            project.num_classes,
+            config,
+            initial_model=initial_model,
+            progress=progress,
+            cancel=cancel,
+            distribution=distribution,
+        )
     if result.steps == 0:
         message = ("training was stopped before its first training step: no model saved"
                    if result.cancelled else
                    _no_step_message(max_seconds, time.monotonic() - started))
         raise SegtoolError(message, project.root)
+    run = {"steps": int(result.steps), "seconds": round(float(time.monotonic() - started), 2),
+           "cancelled": bool(result.cancelled), "device": device,
+           "distribution": distribution.sidecar(config.batch_size)}
+    if not distribution.is_chief:  # the chief scores and saves the model; workers write nothing
+        return TrainOutcome(None, run, False, project.current_model, None,
+                            bool(result.cancelled), list(result.history))
     # Old and new models are compared on the same held-out pixels, the same way.
     new_ious = holdout_iou(result.model, images, result.val_masks, project.num_classes, config)
     new_iou = _mean(new_ious)
@@ -373,12 +402,10 @@ def train_project(
         },
         "trained_on": list(dict.fromkeys(training_set.stems)),
         "labelled_pixels": training_set.labelled_pixels,
-        "steps": int(result.steps),
+        **run,
         "seconds": round(float(time.monotonic() - started), 2),
-        "cancelled": bool(result.cancelled),
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "parent": project.current_model if initial_model is not None else None,
-        "device": device,
     }
     path = new_model_path(project)
     save_model(result.model, path, sidecar)
@@ -389,6 +416,15 @@ def train_project(
         path, sidecar, became_current, previous_name, previous_iou, bool(result.cancelled),
         list(result.history),
     )
+
+
+def _from_chief(distribution: Distribution, *values: float | None) -> list[float | None]:
+    """The chief's ``values`` (its measured speed, its time left) on every worker of a
+    multi-host job; None (no time budget) travels as nan."""
+    if not distribution.coordinated:
+        return list(values)
+    agreed = distribution.from_chief([math.nan if v is None else v for v in values])
+    return [None if math.isnan(v) else v for v in agreed]
 
 
 def _no_step_message(max_seconds: float | None, elapsed: float) -> str:

@@ -9,6 +9,7 @@ current model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -26,6 +27,7 @@ from segtool.ml.data import (
     split_holdout,
     validation_crops,
 )
+from segtool.ml.distribute import Distribution
 from segtool.ml.losses import iou_per_class, masked_loss, mean_iou
 from segtool.ml.unet import (
     Normalization,
@@ -192,6 +194,7 @@ def train_model(
     initial_model: keras.Model | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    distribution: Distribution | None = None,
 ) -> TrainResult:
     """Train a U-Net on sparsely labelled images.
 
@@ -205,6 +208,11 @@ def train_model(
             head is widened with ``adapt_classes``).
         progress: called after every step with a ``TrainProgress``.
         cancel: called between steps; training stops soon after it returns True.
+        distribution: run on several replicas (see :mod:`segtool.ml.distribute`): each
+            takes ``config.batch_size`` patches a step, so the global batch grows with the
+            replicas; in a multi-host job every process calls this, the chief's clock and
+            ``cancel`` decide for all, and each worker samples its own patches. None (or a
+            Distribution without a strategy): one device, no tf.distribute.
 
     Returns:
         A ``TrainResult`` holding the weights that scored the best mean validation IoU.
@@ -219,7 +227,9 @@ def train_model(
     channels = _check_inputs(images, masks, num_classes)
     rng = np.random.default_rng(config.seed)
     keras.utils.set_random_seed(config.seed)
-    model = _starting_model(initial_model, channels, num_classes, config)
+    replicated = distribution if distribution is not None and distribution.strategy else None
+    with replicated.scope() if replicated else contextlib.nullcontext():
+        model = _starting_model(initial_model, channels, num_classes, config)
     multiple = 2 ** _downsamplings(model)
     if config.patch_size % multiple:
         raise ValueError(f"patch_size {config.patch_size} is not a multiple of {multiple}")
@@ -231,7 +241,10 @@ def train_model(
     augmentation = config.augmentation
     if augmentation is not None:
         augmentation = dataclasses.replace(augmentation, rotations=config.rotations)
-    sampler = PatchSampler(images, train_masks, config.patch_size, rng, augmentation)
+    worker = replicated.worker_index if replicated else 0
+    sampler_rng = rng if worker == 0 else np.random.default_rng((config.seed, worker))
+    sampler = PatchSampler(images, train_masks, config.patch_size, sampler_rng, augmentation)
+    local_batch = config.batch_size * (replicated.local_replicas if replicated else 1)
     crops, crop_labels = validation_crops(
         images,
         [val for _, val in splits],
@@ -244,11 +257,21 @@ def train_model(
         crops, crop_labels = crops[keep], crop_labels[keep]
     validate = _Validator(crops, crop_labels, num_classes)
 
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=config.learning_rate, weight_decay=config.weight_decay
-    )
-    average = _WeightAverage(model, config.ema_decay) if config.ema else None
-    train_step, predict = _compiled_functions(model, optimizer, config, average)
+    with replicated.scope() if replicated else contextlib.nullcontext():
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay
+        )
+        if replicated:  # its slots must exist before the first step, not inside it
+            optimizer.build(model.trainable_variables)
+        average = _WeightAverage(model, config.ema_decay) if config.ema else None
+    if replicated:
+        train_step = _replicated_step(model, optimizer, config, replicated, average)
+        predict = _class_predictor(model)
+        synchronise = _statistics_averager(model, replicated)
+    else:
+        train_step, predict = _compiled_functions(model, optimizer, config, average)
+        synchronise = None
+    coordinated = replicated is not None and replicated.coordinated
 
     total_steps = config.epochs * config.steps_per_epoch if config.epochs else 0
     history: list[TrainProgress] = []
@@ -259,17 +282,21 @@ def train_model(
     schedule_start: float | None = None
     last_validation = (0, start, start)  # step, start and end time of the latest validation
     while True:
-        if cancel is not None and cancel():
-            cancelled = True
-            break
+        stop = cancel is not None and cancel()
         now = time.monotonic()
         fraction = _fraction_done(step, total_steps, now, schedule_start, start, config)
+        if coordinated:  # one collective a step: the chief's clock and cancel rule
+            chief_stop, fraction = replicated.from_chief([float(stop), fraction])
+            stop = chief_stop > 0.5
+        if stop:
+            cancelled = True
+            break
         if fraction >= 1.0:
             break
         optimizer.learning_rate = learning_rate_at(
             fraction, config.learning_rate, config.warmup_fraction
         )
-        batch_images, batch_labels = sampler.sample(config.batch_size)
+        batch_images, batch_labels = sampler.sample(local_batch)
         loss = float(train_step(batch_images, batch_labels))
         step += 1
         if schedule_start is None:  # the first step traced and compiled the graph
@@ -280,8 +307,13 @@ def train_model(
             step, elapsed, schedule_start - start, config.max_seconds, total_steps
         )
 
-        if _validation_due(step, config, validate.empty, last_validation):
+        due = _validation_due(step, config, validate.empty, last_validation)
+        if coordinated and not validate.empty and step % config.steps_per_epoch == 0:
+            due = bool(replicated.from_chief([float(due)])[0])  # all validate, or none
+        if due:
             validation_start = time.monotonic()
+            if synchronise is not None:
+                synchronise()
             with _averaged(average):
                 val_iou = validate(predict)
                 score = mean_iou(np.asarray(val_iou))
@@ -293,6 +325,8 @@ def train_model(
         if progress is not None:
             progress(report)
 
+    if synchronise is not None:
+        synchronise()
     if average is not None and step > 0:
         average.swap()  # from here on the model holds the averaged weights
     if not cancelled and not validate.empty and last_validation[0] != step:
@@ -302,6 +336,8 @@ def train_model(
             best_score, best_weights, best_iou = score, None, val_iou
     if best_weights is not None:
         model.set_weights(best_weights)
+    if replicated:  # the caller gets an ordinary model, free of the strategy's variables
+        model = copy_model(model)
     elapsed = time.monotonic() - start
     logger.info("trained %d steps in %.1f s, validation IoU %s", step, elapsed, best_iou)
     return TrainResult(
@@ -456,6 +492,77 @@ def _compiled_functions(
         return loss
 
     return train_step, _class_predictor(model)
+
+
+def _replicated_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: TrainConfig,
+    distribution: Distribution,
+    average: _WeightAverage | None = None,
+) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+    """The training step on every replica: ``(local_replicas * B, ...)`` numpy batches in,
+    the loss averaged over the replicas out.
+
+    Each replica's loss is its own batch's mean scaled by ``B / (replicas * B)``, so the
+    gradients the optimizer sums over the replicas are those of the global batch's mean.
+    """
+    dice_weight = config.dice_weight
+    class_weights = config.class_weights
+    strategy = distribution.strategy
+    share = config.batch_size / (config.batch_size * distribution.replicas)
+
+    def replica_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = model(batch_images, training=True)
+            loss = masked_loss(batch_labels, logits, dice_weight, class_weights) * share
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Keras's TensorFlow optimizer sums the gradients over the replicas (all-reduce).
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        if average is not None:
+            average.update()
+        return loss
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def distributed_step(batch_images: object, batch_labels: object) -> tf.Tensor:
+        losses = strategy.run(replica_step, args=(batch_images, batch_labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def train_step(batch_images: np.ndarray, batch_labels: np.ndarray) -> tf.Tensor:
+        return distributed_step(distribution.per_replica(batch_images),
+                                distribution.per_replica(batch_labels))
+
+    return train_step
+
+
+def _statistics_averager(model: keras.Model, distribution: Distribution) -> Callable[[], None]:
+    """A function giving every replica the mean of the replicas' non-trainable weights.
+
+    Keras creates BatchNormalization's moving statistics without an aggregation, so under
+    tf.distribute each replica updates its own copy from its own patches and the copies
+    drift apart; inference reads the first. Averaging them before validating and saving
+    makes the statistics those of every replica's data. A collective operation in a
+    multi-host job: every process calls it at the same step.
+    """
+    variables = list(model.non_trainable_variables)
+    strategy = distribution.strategy
+
+    def replica_average() -> None:
+        context = tf.distribute.get_replica_context()
+        local = [tf.identity(v.value) for v in variables]  # this replica's own copies
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, local)
+        for variable, mean in zip(variables, means, strict=True):
+            variable.assign(mean)
+
+    @tf.function(autograph=False)
+    def average_statistics() -> None:
+        strategy.run(replica_average)
+
+    def synchronise() -> None:
+        if variables:
+            average_statistics()
+
+    return synchronise
 
 
 def _class_predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
