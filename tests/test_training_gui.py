@@ -49,6 +49,7 @@ def test_ctrl_t_trains_a_new_model_and_the_prediction_refreshes(labelled_window,
     assert window.models_panel.names() == [outcome.model_path.name]
     assert window.training_panel.curve_points() > 0
     assert window.training_panel.device_label.text().startswith("device: CPU")
+    assert window.training_panel.device_label.text().endswith("1 replica (single device)")
     qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
     classes, _ = window.predictions.fresh("img-1")
     assert classes.shape == (SIZE, SIZE)

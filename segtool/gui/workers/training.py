@@ -62,9 +62,12 @@ class TrainingThread(BackgroundThread):
             load_tensorflow_quietly()
             from segtool.core.project import ImageStatus, Project
             from segtool.ml.device import configure_devices
+            from segtool.ml.distribute import local_distribution
             from segtool.ml.session import train_project
 
-            self.device_ready.emit(configure_devices(gui_threads()))
+            device = configure_devices(gui_threads())
+            # Every GPU of the host, mirrored when there are several; train_project agrees.
+            self.device_ready.emit(f"{device} · {local_distribution().describe()}")
             project = Project.open(self.project_root)
             labelled = sum(project.status(stem) != ImageStatus.UNLABELLED
                            for stem in project.image_names())
