@@ -43,7 +43,8 @@ class FakeRun:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"not a real model")
         sidecar = {"classes": [{"name": "background"}, {"name": "foreground"}],
-                   "metrics": {"mean_val_iou": self.iou}}
+                   "metrics": {"mean_val_iou": self.iou,
+                               "val_iou": {"background": 0.99, "foreground": self.iou}}}
         path.with_suffix(".json").write_text(json.dumps(sidecar))
         better = self.iou >= self.previous_iou
         return SimpleNamespace(model_path=path, sidecar=sidecar, became_current=better,
@@ -96,6 +97,9 @@ def test_the_bar_shows_the_phase_and_counts_down_the_budget_from_the_press_of_tr
     with qtbot.waitSignal(window.training.run_finished, timeout=30_000):
         window.training.stop()
     assert not panel.ticker.isActive() and panel.progress.format() == "done"
+    # The run never validated on the way: the saved model's scores are plotted at its end.
+    xs, ys = panel.iou_curves[1].getData()
+    assert list(xs) == [panel._steps[-1]] and list(ys) == [pytest.approx(0.2)]
     qtbot.waitUntil(lambda: not running_threads())
 
 

@@ -14,7 +14,13 @@ from PySide6.QtWidgets import (
 
 from segtool.core.models import ModelRecord
 
-COLUMNS = ("", "created", "images", "labelled px", "val IoU")
+# The score first: it is what one compares, and a narrow dock still shows it.
+COLUMNS = ("", "val IoU", "created", "images", "labelled px")
+COLUMN_TIPS = ("★ marks the model the window predicts with",
+               "Mean intersection-over-union on the held-out labelled pixels (higher is better)",
+               "When the model was trained",
+               "How many images it was trained on",
+               "How many labelled pixels it was trained on")
 
 
 class ModelsPanel(QWidget):
@@ -26,6 +32,8 @@ class ModelsPanel(QWidget):
         super().__init__(parent)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -45,9 +53,9 @@ class ModelsPanel(QWidget):
             row = self.table.rowCount()
             self.table.insertRow(row)
             iou = record.mean_val_iou
-            cells = ("★" if record.name == current else "", record.created.replace("T", " "),
-                     str(len(record.trained_on)), str(record.sidecar.labelled_pixels or ""),
-                     "n/a" if iou is None else f"{iou:.3f}")
+            cells = ("★" if record.name == current else "", "n/a" if iou is None else f"{iou:.3f}",
+                     record.created.replace("T", " ")[:16], str(len(record.trained_on)),
+                     str(record.sidecar.labelled_pixels or ""))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, record.name)

@@ -121,7 +121,10 @@ class TrainingController(QObject):
 
     def _on_finished(self, outcome: object) -> None:
         self.thread = None
-        iou = ModelSidecar.from_dict(outcome.sidecar, outcome.model_path).mean_val_iou
+        record = ModelSidecar.from_dict(outcome.sidecar, outcome.model_path)
+        iou = record.mean_val_iou
+        self.panel.show_final_validation([record.val_iou.get(info.name)
+                                          for info in self.project.classes])
         scored = "n/a" if iou is None else f"{iou:.3f}"
         name = outcome.model_path.name
         if outcome.became_current:

@@ -66,7 +66,10 @@ class TrainingPanel(QWidget):
         self.loss_plot = _Plot(title="loss")
         self.iou_plot = _Plot(title="validation IoU")
         self.iou_plot.setYRange(0.0, 1.0)
-        self.iou_plot.addLegend(offset=(-5, -5))  # bottom right, under the rising curves
+        # One row at the top left, where rising curves seldom are (low at the start, high at
+        # the end): a column per class, so a small plot does not push entries out of view.
+        self.iou_plot.addLegend(offset=(5, 5), colCount=4, verSpacing=-6)
+        self.iou_plot.setXLink(self.loss_plot)  # both over the steps of the same run
         for plot in (self.loss_plot, self.iou_plot):
             plot.setMinimumHeight(110)
             plot.setLabel("bottom", "step")
@@ -118,7 +121,8 @@ class TrainingPanel(QWidget):
             self.iou_plot.removeItem(curve)
         self.iou_plot.plotItem.legend.clear()
         self.iou_curves = [
-            self.iou_plot.plot(pen=pg.mkPen(colour, width=2), name=name)
+            self.iou_plot.plot(pen=pg.mkPen(colour, width=2), name=name, symbol="o",
+                               symbolSize=5, symbolBrush=colour, symbolPen=None)
             for name, colour in zip(class_names, colours, strict=True)
         ]
         self.message.setText("")
@@ -158,7 +162,16 @@ class TrainingPanel(QWidget):
         self._steps.append(step)
         self._losses.append(float(progress.loss))
         self.loss_curve.setData(self._steps, self._losses)
-        ious = [float(v) for v in progress.val_iou]
+        self._add_validation(step, [float(v) for v in progress.val_iou])
+
+    def show_final_validation(self, ious: Sequence[float | None]) -> None:
+        """The saved model's per-class IoU (None = not measured), at the last step: a short
+        run may validate only at its end."""
+        if self._steps:
+            self._add_validation(self._steps[-1],
+                                 [float("nan") if v is None else float(v) for v in ious])
+
+    def _add_validation(self, step: int, ious: list[float]) -> None:
         if ious and any(v == v for v in ious) and (not self._ious or ious != self._ious[-1]):
             self._val_steps.append(step)
             self._ious.append(ious)
