@@ -140,7 +140,9 @@ def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Regi
 
     ``image`` is the 8-bit display image, (H, W) or (H, W, 3) uint8; on colour images each
     channel must be within ``tolerance`` (0..255). The reference is the median of the seed's
-    3 x 3 neighbourhood (one noisy seed pixel does not decide the region), and enclosed
+    3 x 3 neighbourhood (one noisy seed pixel does not decide the region), a pixel whose
+    3 x 3 average is within tolerance counts as similar too (texture does not split it), and
+    enclosed
     holes (a nucleus's darker chromatin, speckle, the centre inside a ring of similar
     brightness) are part of the region, so a click on a textured object labels all of it
     rather than a ring. A region reaching the image border is the background around
@@ -158,7 +160,10 @@ def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Regi
     reference = np.median(neighbourhood.reshape(-1, channels), axis=0)
     low = np.clip(reference - tolerance, 0, 255)
     high = np.clip(reference + tolerance, 0, 255)
-    within = cv2.inRange(np.ascontiguousarray(image), low, high)  # 255 where similar
+    source = np.ascontiguousarray(image)
+    # Similar as it is, or once averaged with its 3 x 3 neighbours: texture (chromatin,
+    # noise) a pixel or two across does not cut the region into pieces.
+    within = cv2.inRange(source, low, high) | cv2.inRange(cv2.blur(source, (3, 3)), low, high)
     if within[y, x] == 0:  # the seed itself is an outlier: it still belongs to its region
         within[y, x] = 255
     ff_mask = np.zeros((height + 2, width + 2), dtype=np.uint8)
