@@ -252,6 +252,11 @@ def test_two_workers_train_together_and_only_the_chief_writes(make_project, tmp_
     assert f"trained {steps} steps" in worker_out and "the chief saves the model" in worker_out
     assert json.loads((project.root / "segtool.json").read_text())["current_model"] == models[1]
     assert _files(copy) == before
+    # An ordinary model: the desktop loads it and predicts with it, no strategy needed.
+    from segtool.ml.modelfile import load_model
+
+    model, _ = load_model(project.models_dir / models[1], num_classes=2, channels=1)
+    assert np.asarray(model(np.zeros((1, SIZE, SIZE, 1), np.float32))).shape == (1, SIZE, SIZE, 2)
 
 
 def test_a_worker_killed_mid_run_stops_the_job_and_no_model_is_written(

@@ -46,6 +46,9 @@ def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
     assert sidecar["trained_on"] == ["img-1"]
     assert set(sidecar["metrics"]["val_iou"]) == {"background", "foreground"}
     assert sidecar["labelled_pixels"] == SIZE * SIZE // 2
+    # One device: no tf.distribute strategy, one replica, the recipe's batch.
+    assert sidecar["distribution"] == {"strategy": None, "replicas": 1, "workers": 1,
+                                       "devices": ["CPU"], "global_batch": TINY["batch_size"]}
 
 
 def test_worse_model_is_kept_but_not_made_current(make_project):
