@@ -106,9 +106,13 @@ class Distribution:
     def per_replica(self, array: np.ndarray) -> object:
         """This process's ``(local_replicas * B, ...)`` batch split into one part a replica."""
         parts = np.split(array, self.local_replicas)
-        local = self.local_replicas
-        return self.strategy.experimental_distribute_values_from_function(
-            lambda context: tf.constant(parts[context.replica_id_in_sync_group % local]))
+
+        def value(context: tf.distribute.experimental.ValueContext) -> tf.Tensor:
+            index = context.replica_id_in_sync_group % self.local_replicas
+            with tf.device(self.devices[index]):  # copied to its device now, not in the step
+                return tf.identity(parts[index])
+
+        return self.strategy.experimental_distribute_values_from_function(value)
 
     def from_chief(self, values: Sequence[float]) -> list[float]:
         """The chief's ``values`` on every process (unchanged when no other process takes part).
