@@ -89,7 +89,8 @@ from segtool.core.project import Project
 from segtool.core.synthetic import nuclei_image
 from segtool.ml.distribute import local_distribution
 from segtool.ml.session import train_project
-from segtool.ml.train import TrainConfig, train_model, _statistics_averager
+from segtool.ml.distribute import statistics_averager
+from segtool.ml.train import TrainConfig, train_model
 from segtool.ml.unet import build_unet
 
 image, truth = nuclei_image(size=64, seed=3)
@@ -116,7 +117,7 @@ variable = model.non_trainable_variables[0]
 copies = variable.value.values
 copies[1].assign(copies[0] + 2.0)
 before = [c.numpy().copy() for c in copies]
-_statistics_averager(model, two)()
+statistics_averager(model, two)()
 after = [c.numpy() for c in copies]
 
 project = Project.create(sys.argv[1] + "/project", ["background", "nucleus"])

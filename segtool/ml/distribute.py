@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from segtool.core.errors import SegtoolError
-from segtool.ml.backend import tf
+from segtool.ml.backend import keras, tf
 from segtool.ml.cluster import ClusterRole
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ class Distribution:
     strategy: tf.distribute.Strategy | None
     devices: tuple[str, ...]
     role: ClusterRole | None = None
-
-    def __post_init__(self) -> None:
-        self._chief_sum = None
+    _chief_sum: Callable[[object], tf.Tensor] | None = field(default=None, init=False,
+                                                            repr=False)
 
     @property
     def replicas(self) -> int:
@@ -187,6 +186,36 @@ def cluster_distribution(role: ClusterRole) -> Distribution:
         _cluster = Distribution(strategy, devices, role)
         log.info("joined the job as %s: %s", role.describe(), _cluster.describe())
     return _cluster
+
+
+def statistics_averager(model: keras.Model, distribution: Distribution) -> Callable[[], None]:
+    """A function giving every replica the mean of the replicas' non-trainable weights.
+
+    Keras creates BatchNormalization's moving statistics without an aggregation, so under
+    tf.distribute each replica updates its own copy from its own patches and the copies
+    drift apart; inference reads the first. Averaging them before validating and saving
+    makes the statistics those of every replica's data. A collective operation in a
+    multi-host job: every process calls it at the same step.
+    """
+    variables = list(model.non_trainable_variables)
+    strategy = distribution.strategy
+
+    def replica_average() -> None:
+        context = tf.distribute.get_replica_context()
+        local = [tf.identity(v.value) for v in variables]  # this replica's own copies
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, local)
+        for variable, mean in zip(variables, means, strict=True):
+            variable.assign(mean)
+
+    @tf.function(autograph=False)
+    def average_statistics() -> None:
+        strategy.run(replica_average)
+
+    def synchronise() -> None:
+        if variables:
+            average_statistics()
+
+    return synchronise
 
 
 def _peer_failure(error: tf.errors.OpError) -> str:

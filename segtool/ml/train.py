@@ -27,7 +27,7 @@ from segtool.ml.data import (
     split_holdout,
     validation_crops,
 )
-from segtool.ml.distribute import Distribution
+from segtool.ml.distribute import Distribution, statistics_averager
 from segtool.ml.losses import iou_per_class, masked_loss, mean_iou
 from segtool.ml.unet import (
     Normalization,
@@ -267,7 +267,7 @@ def train_model(
     if replicated:
         train_step = _replicated_step(model, optimizer, config, replicated, average)
         predict = _class_predictor(model)
-        synchronise = _statistics_averager(model, replicated)
+        synchronise = statistics_averager(model, replicated)
     else:
         train_step, predict = _compiled_functions(model, optimizer, config, average)
         synchronise = None
@@ -506,6 +506,8 @@ def _replicated_step(
 
     Each replica's loss is its own batch's mean scaled by ``B / (replicas * B)``, so the
     gradients the optimizer sums over the replicas are those of the global batch's mean.
+    ``config.jit_compile`` does not apply: XLA cannot compile the optimizer's cross-replica
+    update.
     """
     dice_weight = config.dice_weight
     class_weights = config.class_weights
@@ -533,36 +535,6 @@ def _replicated_step(
                                 distribution.per_replica(batch_labels))
 
     return train_step
-
-
-def _statistics_averager(model: keras.Model, distribution: Distribution) -> Callable[[], None]:
-    """A function giving every replica the mean of the replicas' non-trainable weights.
-
-    Keras creates BatchNormalization's moving statistics without an aggregation, so under
-    tf.distribute each replica updates its own copy from its own patches and the copies
-    drift apart; inference reads the first. Averaging them before validating and saving
-    makes the statistics those of every replica's data. A collective operation in a
-    multi-host job: every process calls it at the same step.
-    """
-    variables = list(model.non_trainable_variables)
-    strategy = distribution.strategy
-
-    def replica_average() -> None:
-        context = tf.distribute.get_replica_context()
-        local = [tf.identity(v.value) for v in variables]  # this replica's own copies
-        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, local)
-        for variable, mean in zip(variables, means, strict=True):
-            variable.assign(mean)
-
-    @tf.function(autograph=False)
-    def average_statistics() -> None:
-        strategy.run(replica_average)
-
-    def synchronise() -> None:
-        if variables:
-            average_statistics()
-
-    return synchronise
 
 
 def _class_predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
