@@ -1,0 +1,248 @@
+"""A simulated person who labels an image with segtool's own editing code.
+
+The ground-truth mask is the person's intent. Starting from whatever the document holds
+(nothing, or an accepted prediction), the person repeatedly looks for the largest wrong
+region and corrects it with the action that gains the most mean IoU per second of their
+time: a fill click, a polygon around it, or brush strokes sized to it. Every action goes
+through :class:`segtool.core.labels.LabelDocument` (``flood_fill``, ``fill_polygon``,
+``paint_segment`` inside one stroke, ``accept_prediction``), exactly what the canvas's tools
+call; nothing writes the mask directly.
+
+Time is charged by a keystroke-level model (Card, Moran and Newell, "The Psychology of
+Human-Computer Interaction", 1983: pointing P ~ 1.1 s, a mental act M ~ 1.35 s, a keystroke
+K ~ 0.2-0.28 s), rounded to the figures below. Lengths are in screen pixels: the person views
+the whole image fitted into a ``VIEW_PIXELS``-pixel canvas, so a 256-px image is zoomed in
+and a 1388-px one zoomed out. The person is precise (no motor noise): what a stroke covers
+is what they meant it to cover, so the figures favour no mode over another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from segtool.core.labels import LabelDocument
+from segtool.core.masks import UNLABELLED
+
+VOID = 255  # ground-truth pixels nobody is asked to label (the street set's void)
+
+# -- the keystroke-level model (seconds) ---------------------------------------------------
+CLICK_S = 1.0  # P + K: point at a region and click (a fill)
+STROKE_S = 1.2  # P + K + a little: aim, press, and release a brush stroke ...
+STROKE_PX_PER_S = 400.0  # ... plus its length in screen pixels at a steady 400 px/s
+POLYGON_VERTEX_S = 0.8  # pointing at a nearby vertex and clicking (P with a short move)
+POLYGON_CLOSE_S = 0.5  # Enter (K) plus a glance that the polygon closed
+ACCEPT_S = 0.5  # the accept key (K) and a glance
+SWITCH_IMAGE_S = 1.0  # the next-image key and the new image appearing
+LOOK_S = 2.0  # taking in a new image (M plus eye movements)
+CHOOSE_S = 1.35  # deciding what to correct next (M) before each correction
+VIEW_PIXELS = 800  # the canvas's size on screen: images are viewed fitted into it
+
+MAX_POLYGON_VERTICES = 40  # beyond this a person would rather paint
+MAX_STROKES_PER_ACTION = 12  # then they look again
+
+
+@dataclasses.dataclass
+class Action:
+    """One correction: its kind, its simulated cost and how it is applied."""
+
+    kind: str  # "fill", "polygon", "brush", "accept"
+    seconds: float
+    class_id: int
+    points: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    radius: float = 0.0
+    segments: list[tuple[tuple[float, float], tuple[float, float]]] = dataclasses.field(
+        default_factory=list)
+
+
+def mean_iou(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Mean IoU over the classes present in ``truth`` or ``mask`` (void pixels ignored;
+    an unlabelled pixel counts as no class, so as missing from its true class)."""
+    valid = truth != VOID
+    classes = np.union1d(np.unique(truth[valid]), np.unique(mask[valid]))
+    classes = classes[classes != UNLABELLED]
+    if classes.size == 0:
+        return 1.0
+    scores = []
+    for value in classes:
+        predicted, true = (mask == value) & valid, truth == value
+        union = np.count_nonzero(predicted | true)
+        scores.append(np.count_nonzero(predicted & true) / union if union else 1.0)
+    return float(np.mean(scores))
+
+
+def screen_scale(shape: tuple[int, int]) -> float:
+    """Screen pixels per image pixel when the image is fitted into the canvas."""
+    return VIEW_PIXELS / max(shape)
+
+
+def _largest_wrong_region(mask: np.ndarray, truth: np.ndarray,
+                          skip: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The largest 8-connected region of pixels whose label is wrong, all of one true
+    class, not in ``skip``: (bool mask of it, its true class), or None."""
+    wrong = (mask != truth) & (truth != VOID) & ~skip
+    best: tuple[int, np.ndarray, int] | None = None
+    for value in np.unique(truth[wrong]):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (wrong & (truth == value)).astype(np.uint8), connectivity=8)
+        if count <= 1:
+            continue
+        index = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        area = int(stats[index, cv2.CC_STAT_AREA])
+        if best is None or area > best[0]:
+            best = (area, labels == index, int(value))
+    return None if best is None else (best[1], best[2])
+
+
+def _deepest_point(region: np.ndarray) -> tuple[int, int, float]:
+    """(x, y) of the pixel of ``region`` farthest from its outside, and that distance."""
+    distance = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 3)
+    distance = distance[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return int(x), int(y), float(distance[y, x])
+
+
+def _fill_action(mask: np.ndarray, region: np.ndarray, class_id: int) -> Action:
+    x, y, _ = _deepest_point(region)
+    return Action("fill", CLICK_S, class_id, points=[(float(x), float(y))])
+
+
+def _polygon_action(region: np.ndarray, class_id: int, scale: float) -> Action | None:
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    contour = max(contours, key=cv2.contourArea)
+    epsilon = max(1.0, 2.0 / scale)  # vertices placed within ~2 screen pixels
+    polygon = cv2.approxPolyDP(contour, epsilon, True)
+    while len(polygon) > MAX_POLYGON_VERTICES:
+        epsilon *= 1.5
+        polygon = cv2.approxPolyDP(contour, epsilon, True)
+    if len(polygon) < 3:
+        return None
+    points = [(float(p[0][0]), float(p[0][1])) for p in polygon]
+    return Action("polygon", POLYGON_VERTEX_S * len(points) + POLYGON_CLOSE_S, class_id,
+                  points=points)
+
+
+def _brush_action(region: np.ndarray, class_id: int, scale: float) -> Action:
+    """Horizontal strokes along the runs of ``region``, with a brush as thick as it."""
+    _, _, depth = _deepest_point(region)
+    radius = float(min(30.0, max(1.0, math.floor(depth * 0.9))))
+    rows = np.flatnonzero(region.any(axis=1))
+    top, bottom = int(rows[0]), int(rows[-1])
+    spacing = max(1, int(1.6 * radius))
+    segments = []
+    for y in range(min(bottom, top + int(radius)), bottom + 1, spacing):
+        line = region[y].astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], line, [0]))))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            segments.append(((float(start), float(y)), (float(stop - 1), float(y))))
+    if not segments:
+        x, y, _ = _deepest_point(region)
+        segments = [((float(x), float(y)), (float(x), float(y)))]
+    segments.sort(key=lambda s: -(s[1][0] - s[0][0]))
+    segments = segments[:MAX_STROKES_PER_ACTION]
+    seconds = sum(STROKE_S + (end[0] - start[0]) * scale / STROKE_PX_PER_S
+                  for start, end in segments)
+    return Action("brush", seconds, class_id, radius=radius, segments=segments)
+
+
+def apply(document: LabelDocument, action: Action) -> None:
+    """Carry ``action`` out with the document's own tools (one undo step)."""
+    if action.kind == "fill":
+        x, y = action.points[0]
+        document.flood_fill(int(x), int(y), action.class_id)
+    elif action.kind == "polygon":
+        document.fill_polygon(action.points, action.class_id)
+    elif action.kind == "brush":
+        document.begin_stroke()
+        try:
+            for start, end in action.segments:
+                document.paint_segment(start, end, action.radius, action.class_id)
+        finally:
+            document.end_stroke()
+    else:
+        raise ValueError(f"not a correction: {action.kind}")
+
+
+def _outcome(document: LabelDocument, action: Action, truth: np.ndarray) -> float:
+    """Mean IoU after ``action``, tried on a copy of the document."""
+    trial = LabelDocument(document.mask.copy(), history_bytes=1)
+    apply(trial, action)
+    return mean_iou(trial.mask, truth)
+
+
+@dataclasses.dataclass
+class ImageEffort:
+    """What labelling one image cost the simulated person."""
+
+    seconds: float = 0.0
+    actions: dict[str, int] = dataclasses.field(default_factory=dict)
+    miou: float = 0.0
+    reached: bool = False
+
+    def charge(self, kind: str, seconds: float) -> None:
+        self.seconds += seconds
+        self.actions[kind] = self.actions.get(kind, 0) + 1
+
+
+def correct_until(document: LabelDocument, truth: np.ndarray, target: float,
+                  cap_seconds: float, effort: ImageEffort | None = None) -> ImageEffort:
+    """Correct ``document`` towards ``truth`` until its mean IoU reaches ``target`` or the
+    person has spent ``cap_seconds`` on the image (counting what ``effort`` already holds)."""
+    effort = effort or ImageEffort()
+    scale = screen_scale(document.shape)
+    skip = np.zeros(truth.shape, bool)
+    score = mean_iou(document.mask, truth)
+    while score < target and effort.seconds < cap_seconds:
+        found = _largest_wrong_region(document.mask, truth, skip)
+        if found is None:
+            break
+        region, class_id = found
+        candidates = [_fill_action(document.mask, region, class_id),
+                      _brush_action(region, class_id, scale)]
+        polygon = _polygon_action(region, class_id, scale)
+        if polygon is not None:
+            candidates.append(polygon)
+        best, best_rate, best_score = None, 0.0, score
+        for action in candidates:
+            after = _outcome(document, action, truth)
+            rate = (after - score) / (action.seconds + CHOOSE_S)
+            if rate > best_rate:
+                best, best_rate, best_score = action, rate, after
+        if best is None:  # nothing helps here: look at the next region
+            skip |= region
+            continue
+        apply(document, best)
+        effort.charge(best.kind, best.seconds + CHOOSE_S)
+        score = mean_iou(document.mask, truth)
+        assert abs(score - best_score) < 1e-9, "the trial and the document disagree"
+    effort.miou = score
+    effort.reached = score >= target
+    return effort
+
+
+def label_image(document: LabelDocument, truth: np.ndarray, target: float,
+                cap_seconds: float, prediction: tuple[np.ndarray, np.ndarray] | None = None,
+                threshold: int = 0) -> ImageEffort:
+    """Switch to the image, look at it, accept ``prediction`` (classes, confidence) if
+    given, then correct until ``target``."""
+    effort = ImageEffort()
+    effort.charge("switch", SWITCH_IMAGE_S)
+    effort.charge("look", LOOK_S)
+    if prediction is not None:
+        classes, confidence = prediction
+        document.accept_prediction(classes, confidence, threshold)
+        effort.charge("accept", ACCEPT_S)
+    return correct_until(document, truth, target, cap_seconds, effort)
+
+
+def actions_text(actions: dict[str, int], kinds: Sequence[str] = ("accept", "fill",
+                                                                   "polygon", "brush")) -> str:
+    """``fill 3 polygon 1 brush 12`` (kinds with a count only)."""
+    return " ".join(f"{kind} {actions[kind]}" for kind in kinds if actions.get(kind))

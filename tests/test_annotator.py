@@ -1,0 +1,84 @@
+"""The simulated annotator of bench/bench_annotator.py: it edits through segtool's own
+editing code (LabelDocument) and reaches its target on small images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import annotator  # noqa: E402
+
+from segtool.core.labels import LabelDocument  # noqa: E402
+from segtool.core.masks import UNLABELLED  # noqa: E402
+
+
+def scene() -> np.ndarray:
+    """Background with a big square, three small discs and a thin bar (3 classes)."""
+    truth = np.zeros((64, 80), np.uint8)
+    truth[8:40, 10:42] = 1
+    yy, xx = np.mgrid[:64, :80]
+    for cy, cx in ((50, 20), (52, 60), (15, 65)):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= 16] = 1
+    truth[44:47, 30:75] = 2
+    return truth
+
+
+class Recording(LabelDocument):
+    """A LabelDocument that notes which of its editing tools were called."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        super().__init__(mask)
+        self.calls: list[str] = []
+
+    def flood_fill(self, *args, **kwargs):
+        self.calls.append("flood_fill")
+        return super().flood_fill(*args, **kwargs)
+
+    def fill_polygon(self, *args, **kwargs):
+        self.calls.append("fill_polygon")
+        return super().fill_polygon(*args, **kwargs)
+
+    def paint_segment(self, *args, **kwargs):
+        self.calls.append("paint_segment")
+        return super().paint_segment(*args, **kwargs)
+
+
+def test_correction_reaches_the_target_through_the_documents_tools():
+    truth = scene()
+    document = Recording(np.full(truth.shape, UNLABELLED, np.uint8))
+    effort = annotator.label_image(document, truth, target=0.95, cap_seconds=300)
+    assert effort.reached and effort.miou >= 0.95
+    assert annotator.mean_iou(document.mask, truth) == pytest.approx(effort.miou)
+    assert set(document.calls) <= {"flood_fill", "fill_polygon", "paint_segment"}
+    assert document.calls  # every change went through a tool
+    # Each action is one undo step: undoing them all gives back the empty mask.
+    while document.can_undo:
+        document.undo()
+    assert (document.mask == UNLABELLED).all()
+    corrections = sum(effort.actions.get(kind, 0) for kind in ("fill", "polygon", "brush"))
+    assert effort.seconds > annotator.SWITCH_IMAGE_S + annotator.LOOK_S + corrections
+
+
+def test_a_good_prediction_costs_less_than_labelling_from_nothing():
+    truth = scene()
+    empty = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
+    from_nothing = annotator.label_image(empty, truth, 0.95, 300)
+    guess = truth.copy()
+    guess[44:47, 30:75] = 0  # the model missed the bar
+    confident = np.full(truth.shape, 255, np.uint8)
+    helped = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
+                                   truth, 0.95, 300, prediction=(guess, confident))
+    assert helped.reached and helped.actions.get("accept") == 1
+    assert helped.seconds < from_nothing.seconds
+
+
+def test_the_cap_stops_a_person_who_cannot_reach_the_target():
+    truth = scene()
+    document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
+    effort = annotator.label_image(document, truth, target=1.01, cap_seconds=20)
+    assert not effort.reached
+    assert effort.seconds >= 20 and effort.seconds < 20 + 60  # one action past the cap at most
