@@ -287,3 +287,22 @@ def test_a_worker_killed_mid_run_stops_the_job_and_no_model_is_written(
     assert len(errors) == 1 and "distributed job stopped: worker 1 failed" in errors[0]
     assert "no model saved" in errors[0]
     assert _files(project.root) == before
+
+
+def test_a_worker_reading_other_labels_is_refused_and_nothing_is_written(
+    make_project, tmp_path: Path
+) -> None:
+    project = _labelled_project(make_project)
+    copy = tmp_path / "stale-copy"
+    shutil.copytree(project.root, copy)
+    # The worker's copy lacks a mask the chief has (say, a stale sync of shared storage).
+    (copy / "masks" / "img-2.png").unlink()
+    before = _files(project.root)
+    (chief, _, chief_err), (worker, _, worker_err) = _finish(
+        _start_workers([project.root, copy], "--epochs", "1", "--max-seconds", "120"))
+    assert (chief, worker) == (1, 1)
+    worker_errors = [line for line in worker_err.splitlines() if line.startswith("segtool:")]
+    assert len(worker_errors) == 1 and "must read the same project" in worker_errors[0]
+    chief_errors = [line for line in chief_err.splitlines() if line.startswith("segtool:")]
+    assert len(chief_errors) == 1 and "worker 1 failed" in chief_errors[0]
+    assert _files(project.root) == before

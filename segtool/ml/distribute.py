@@ -221,7 +221,7 @@ def statistics_averager(model: keras.Model, distribution: Distribution) -> Calla
 def _peer_failure(error: tf.errors.OpError) -> str:
     """``"worker 1 failed or cannot be reached (... Connection reset by peer)"``."""
     message = error.message or type(error).__name__
-    peer = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", message)
+    peer = re.search(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", message)
     who = f"{peer.group(1)} {peer.group(2)}" if peer else "another worker"
     noise = ("Graph execution error", "Detected at node", "File ", "Additional GRPC")
     lines = [line.strip() for line in message.splitlines()]

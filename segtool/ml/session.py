@@ -322,6 +322,7 @@ def train_project(
     speed = reference_steps_per_second()
     left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
     with distribution.peer_failures():  # every worker takes the chief's recipe
+        _check_same_data_as_chief(distribution, project, training_set)
         speed, left = _from_chief(distribution, speed, left)
     recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                            training_set.per_channel, speed, left)
@@ -425,6 +426,27 @@ def _from_chief(distribution: Distribution, *values: float | None) -> list[float
         return list(values)
     agreed = distribution.from_chief([math.nan if v is None else v for v in values])
     return [None if math.isnan(v) else v for v in agreed]
+
+
+def _check_same_data_as_chief(distribution: Distribution, project: Project,
+                              training_set: TrainingSet) -> None:
+    """Refuse, on a worker of a multi-host job, labels that differ from the chief's.
+
+    Workers that read different masks would choose different recipes and models, and their
+    collective operations would not match. Compared: the number of classes, of labelled
+    crops and of labelled pixels (modulo 2**24, exact in float32).
+    """
+    if not distribution.coordinated:
+        return
+    mine = [float(project.num_classes), float(len(training_set.stems)),
+            float(training_set.labelled_pixels % 2**24)]
+    chiefs = distribution.from_chief(mine)
+    if chiefs != mine:
+        raise SegtoolError(
+            f"this worker reads {len(training_set.stems)} labelled area(s) of "
+            f"{project.num_classes} classes, the chief {int(chiefs[1])} of {int(chiefs[0])} "
+            f"classes, or other labelled pixels: every worker must read the same project "
+            f"(shared storage, the same files)", project.root)
 
 
 def _no_step_message(max_seconds: float | None, elapsed: float) -> str:
