@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from segtool.ml.session import TrainOutcome
 
 COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
-EXPORT_FORMATS = ("index", "color", "coco")
+EXPORT_FORMATS = ("index", "color", "coco", "nifti")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true",
                         help="replace files that already exist in --out")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="index",
-                        help="index: class-index PNGs; color: RGB PNGs; coco: annotations.json")
+                        help="index: class-index PNGs; color: RGB PNGs; coco: annotations.json; "
+                             "nifti: a label volume <stem>.nii.gz per volume, in its geometry "
+                             "(a volume's slices are <stem>_z0042.png in the PNG formats)")
+    export.add_argument("--unlabelled", choices=("255", "0"), default="255",
+                        help="nifti: unlabelled voxels as 255 (class i stays i) or as 0 "
+                             "(class i written as i + 1, ITK-SNAP's and Slicer's 'clear')")
 
     info = add_command("info", "images, labelled pixels per class, models")
     info.add_argument("project", type=Path)
@@ -299,13 +304,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from segtool.core.masks import write_index_png
     from segtool.core.outputs import check_output_folder
     from segtool.core.project import Project
+    from segtool.core.volumes import write_label_volume
     from segtool.ml.modelfile import load_model
-    from segtool.ml.session import load_current_model, predict_stem, project_channels
+    from segtool.ml.session import (
+        load_current_model,
+        predict_stem,
+        predict_volume,
+        project_channels,
+    )
 
     project = Project.open(args.project)
     stems = _select_images(project, args.images)
+    names = {stem: f"{stem}.nii.gz" if project.is_volume(stem) else f"{stem}.png"
+             for stem in stems}
     if args.out is not None:  # PROJECT/predictions is segtool's own: replaced on each run
-        check_output_folder(project, args.out, [f"{stem}.png" for stem in stems], args.force)
+        check_output_folder(project, args.out, list(names.values()), args.force)
     channels = project_channels(project)
     if args.model is not None:
         model, sidecar = load_model(args.model, num_classes=project.num_classes, channels=channels)
@@ -320,13 +333,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     failures = 0
     for stem in stems:
         try:
-            classes, _ = predict_stem(model, sidecar, project, stem, args.flip or None)
+            if project.is_volume(stem):  # class indices in the image's geometry
+                info = project.volume_info(stem)
+                result = predict_volume(model, sidecar, project, stem, args.flip or None)
+                assert result is not None  # not cancellable here
+                write_label_volume(out / names[stem], result[0], info)
+            else:
+                classes, _ = predict_stem(model, sidecar, project, stem, args.flip or None)
+                write_index_png(out / names[stem], classes)
         except SegtoolError as error:
             print(f"segtool: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        write_index_png(out / f"{stem}.png", classes)
-        print(f"wrote {out / f'{stem}.png'}")
+        print(f"wrote {out / names[stem]}")
     return 1 if failures else 0
 
 
@@ -335,8 +354,10 @@ def _select_images(project: object, requested: Sequence[str]) -> list[str]:
     if not requested:
         return stems
     chosen = []
+    from segtool.core.volumes import split_name
+
     for name in requested:
-        stem = Path(name).stem
+        stem = split_name(Path(name).name)[0]
         if stem not in stems:
             raise SegtoolError("no such image in the project", name)
         chosen.append(stem)
@@ -348,7 +369,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from segtool.core.project import Project
 
     project = Project.open(args.project)
-    report = export.export_project(project, args.out, args.format, force=args.force)
+    report = export.export_project(project, args.out, args.format, force=args.force,
+                                   unlabelled_zero=args.unlabelled == "0")
     print(report)
     return 0
 

@@ -14,6 +14,7 @@ from segtool.core.info import labelled_pixels
 from segtool.core.masks import UNLABELLED, encode_mask, read_mask
 from segtool.core.project import ClassInfo, Colour, Project, check_class_name, default_colour
 from segtool.core.recovery import DELETE_INTENT
+from segtool.core.volumes import encode_label_volume, read_label_volume
 
 # Colours closer than this (summed channel difference) to one in use, or to white (an
 # empty overlay on bright images), are skipped for a new class.
@@ -55,7 +56,7 @@ def recolour_class(project: Project, index: int, colour: Colour) -> None:
     _save_or_restore(project, index, old)
     for stem in project.image_names():
         path = project.mask_path(stem)
-        if path.exists():
+        if path.exists() and not project.is_volume(stem):  # NIfTI labels have no palette
             project.rewrite_mask(stem, read_mask(path))
 
 
@@ -93,18 +94,23 @@ def delete_class(project: Project, index: int) -> int:
     stems = [stem for stem in project.image_names() if project.mask_path(stem).exists()]
     cleared = 0
     for stem in stems:  # validate every mask before anything is written
-        mask = read_mask(project.mask_path(stem))
+        mask = _read_any_mask(project, stem)
         cleared += int(np.count_nonzero(mask == index))
     renames: dict[str, str] = {}
     try:
         for stem in stems:
             path = project.mask_path(stem)
             project.check_writable(path)
-            mask = read_mask(path)
+            mask = _read_any_mask(project, stem)
             if not np.any((mask >= index) & (mask != UNLABELLED)):
                 continue  # holds only lower classes: unchanged
             temporary = path.with_name(f".{path.name}.delete-class.tmp")
-            atomic_write_bytes(temporary, encode_mask(remap_deleted_class(mask, index), colours))
+            remapped = remap_deleted_class(mask, index)
+            if project.is_volume(stem):
+                atomic_write_bytes(temporary, encode_label_volume(remapped,
+                                                                  project.volume_info(stem)))
+            else:
+                atomic_write_bytes(temporary, encode_mask(remapped, colours))
             renames[temporary.name] = path.name
         intent = {"renames": renames,
                   "classes": [{"name": c.name, "colour": list(c.colour)} for c in remaining]}
@@ -128,6 +134,13 @@ def delete_class(project: Project, index: int) -> int:
         raise
     intent_path.unlink()
     return cleared
+
+
+def _read_any_mask(project: Project, stem: str) -> np.ndarray:
+    """The saved mask of ``stem``: (H, W), or (Z, H, W) for a volume."""
+    if project.is_volume(stem):
+        return read_label_volume(project.mask_path(stem), project.volume_info(stem))
+    return read_mask(project.mask_path(stem))
 
 
 def _check_index(project: Project, index: int) -> None:

@@ -26,12 +26,14 @@ STAGING_INFIX = ".segtool-new-"
 
 
 def image_candidates(images_dir: str | os.PathLike[str]) -> list[Path]:
-    """The regular files directly in ``images_dir``, sorted; SegtoolError if not a folder."""
+    """The regular files and the sub-folders (DICOM series) directly in ``images_dir``,
+    sorted, hidden ones left out; SegtoolError if it is not a folder."""
     folder = Path(images_dir)
     if not folder.is_dir():
         raise SegtoolError("not a folder of images", folder)
     try:
-        return sorted(path for path in folder.iterdir() if path.is_file())
+        return sorted(path for path in folder.iterdir()
+                      if path.is_file() or (path.is_dir() and not path.name.startswith(".")))
     except OSError as error:
         raise SegtoolError(f"cannot list the folder ({error.strerror or error})", folder) from None
 

@@ -13,6 +13,14 @@ read or does not fit its image, are listed in the returned :class:`ExportReport`
   annotation per class present in each image: RLE ``segmentation`` (compressed counts as
   a string), ``area``, ``bbox`` [x, y, w, h], ``iscrowd`` 0. Unlabelled pixels belong to
   no annotation.
+* ``nifti``: ``OUT/<stem>.nii.gz`` for every volume: uint8 labels in the image's own voxel
+  order and affine (so nibabel, ITK-SNAP and Slicer overlay them on the image exactly), 255
+  = unlabelled; with ``unlabelled_zero`` unlabelled is 0 and class i is written as i + 1 (the
+  "clear label" convention of ITK-SNAP and Slicer). 2D images are skipped.
+
+A volume's labelled slices are exported one by one in the PNG formats (``<stem>_z0042.png``,
+slice 42 counted from 0 along the acquired axis, as segtool shows it) and in COCO (one image
+entry per slice, ``file_name`` the volume's file and ``slice`` the index).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +41,10 @@ from segtool.core.errors import SegtoolError
 from segtool.core.masks import encode_png, write_index_png
 from segtool.core.outputs import check_output_folder
 from segtool.core.project import Project
+from segtool.core.volumes import write_label_volume
 
 COCO_FILE = "annotations.json"
+_SLICE_FILE = re.compile(r"_z\d{4,}\.png")
 
 
 class ExportFormat(str, enum.Enum):
@@ -42,6 +53,7 @@ class ExportFormat(str, enum.Enum):
     INDEX = "index"
     COLOR = "color"
     COCO = "coco"
+    NIFTI = "nifti"
 
 
 @dataclass
@@ -67,8 +79,8 @@ def export_index(
 ) -> ExportReport:
     """Write every saved mask as ``out_dir/<stem>.png``, 8-bit class indices, 255 kept."""
 
-    def write(stem: str, mask: np.ndarray, folder: Path) -> None:
-        write_index_png(folder / f"{stem}.png", mask)
+    def write(name: str, mask: np.ndarray, folder: Path) -> None:
+        write_index_png(folder / f"{name}.png", mask)
 
     return _export_pngs(project, Path(out_dir), ExportFormat.INDEX, write, force)
 
@@ -81,8 +93,8 @@ def export_color(
     lut[: project.num_classes] = np.asarray(project.colours, dtype=np.uint8)
     bgr_lut = np.ascontiguousarray(lut[:, ::-1])
 
-    def write(stem: str, mask: np.ndarray, folder: Path) -> None:
-        atomic_write_bytes(folder / f"{stem}.png", encode_png(bgr_lut[mask]))
+    def write(name: str, mask: np.ndarray, folder: Path) -> None:
+        atomic_write_bytes(folder / f"{name}.png", encode_png(bgr_lut[mask]))
 
     return _export_pngs(project, Path(out_dir), ExportFormat.COLOR, write, force)
 
@@ -98,17 +110,18 @@ def export_coco(
     report = ExportReport(folder, ExportFormat.COCO)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for stem, mask in _masks(project, report):
+    for name, stem, z, mask in _masks(project, report):
         image_id = len(images) + 1
         height, width = mask.shape
-        images.append(
-            {
-                "id": image_id,
-                "file_name": project.image_path(stem).name,
-                "width": width,
-                "height": height,
-            }
-        )
+        entry: dict[str, Any] = {
+            "id": image_id,
+            "file_name": project.image_path(stem).name,
+            "width": width,
+            "height": height,
+        }
+        if z is not None:
+            entry["slice"] = z
+        images.append(entry)
         present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256)[: project.num_classes])
         for class_index in present:
             binary = np.asfortranarray((mask == class_index).astype(np.uint8))
@@ -124,7 +137,7 @@ def export_coco(
                     "iscrowd": 0,
                 }
             )
-        report.exported.append(stem)
+        report.exported.append(name)
     categories = [
         {"id": index + 1, "name": info.name, "supercategory": "", "color": list(info.colour)}
         for index, info in enumerate(project.classes)
@@ -140,17 +153,53 @@ def export_coco(
     return report
 
 
+def export_nifti(
+    project: Project, out_dir: str | os.PathLike[str], force: bool = False,
+    unlabelled_zero: bool = False,
+) -> ExportReport:
+    """Write every volume's saved labels as ``out_dir/<stem>.nii.gz`` in the image's geometry
+    (255 = unlabelled, or with ``unlabelled_zero`` 0 and classes moved up by one)."""
+    volumes = [stem for stem in project.image_names() if project.is_volume(stem)]
+    names = [f"{stem}.nii.gz" for stem in volumes if project.mask_path(stem).exists()]
+    check_output_folder(project, out_dir, names, force)
+    folder = _make_folder(Path(out_dir))
+    report = ExportReport(folder, ExportFormat.NIFTI)
+    lut = np.arange(256, dtype=np.uint8)
+    if unlabelled_zero:
+        lut = (lut + 1).astype(np.uint8)  # 255 + 1 wraps to 0: unlabelled
+    for stem in project.image_names():
+        if not project.is_volume(stem):
+            report.skipped.append((stem, "a 2D image (export it as index, color or coco)"))
+            continue
+        if not project.mask_path(stem).exists():
+            report.skipped.append((stem, "no mask saved"))
+            continue
+        try:
+            info = project.volume_info(stem)
+            labels = project.load_mask_volume(stem, info)
+        except SegtoolError as error:
+            report.skipped.append((stem, str(error)))
+            continue
+        write_label_volume(folder / f"{stem}.nii.gz", lut[labels], info)
+        report.exported.append(stem)
+    return report
+
+
 def export_project(
     project: Project, out_dir: str | os.PathLike[str], fmt: ExportFormat | str,
-    force: bool = False,
+    force: bool = False, unlabelled_zero: bool = False,
 ) -> ExportReport:
-    """Export in format ``fmt`` ("index", "color" or "coco"); ``force`` replaces files."""
+    """Export in format ``fmt`` ("index", "color", "coco" or "nifti"); ``force`` replaces
+    files; ``unlabelled_zero`` applies to nifti."""
+    fmt = ExportFormat(fmt)
+    if fmt == ExportFormat.NIFTI:
+        return export_nifti(project, out_dir, force, unlabelled_zero)
     exporters = {
         ExportFormat.INDEX: export_index,
         ExportFormat.COLOR: export_color,
         ExportFormat.COCO: export_coco,
     }
-    return exporters[ExportFormat(fmt)](project, out_dir, force)
+    return exporters[fmt](project, out_dir, force)
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -163,28 +212,51 @@ def _export_pngs(
     write: Callable[[str, np.ndarray, Path], None],
     force: bool,
 ) -> ExportReport:
-    names = [f"{stem}.png" for stem in project.image_names() if project.mask_path(stem).exists()]
+    names = []
+    for stem in project.image_names():
+        if not project.mask_path(stem).exists():
+            continue
+        if project.is_volume(stem):  # which slices are labelled is known once read: any
+            names += [path.name for path in out_dir.glob(f"{stem}_z*.png")  # slice of it
+                      if _SLICE_FILE.fullmatch(path.name[len(stem):])]
+        else:
+            names.append(f"{stem}.png")
     check_output_folder(project, out_dir, names, force)
     folder = _make_folder(out_dir)
     report = ExportReport(folder, fmt)
-    for stem, mask in _masks(project, report):
-        write(stem, mask, folder)
-        report.exported.append(stem)
+    for name, _stem, _z, mask in _masks(project, report):
+        write(name, mask, folder)
+        report.exported.append(name)
     return report
 
 
-def _masks(project: Project, report: ExportReport) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(stem, mask)`` for every image with a readable mask that fits its image."""
+def slice_name(stem: str, z: int) -> str:
+    """The exported name of slice ``z`` of volume ``stem``: ``<stem>_z0042``."""
+    return f"{stem}_z{z:04d}"
+
+
+def _masks(
+    project: Project, report: ExportReport
+) -> Iterator[tuple[str, str, int | None, np.ndarray]]:
+    """Yield ``(name, stem, z, mask)`` for every image with a readable mask that fits its
+    image, and for every labelled slice of a volume (``z`` None for a 2D image)."""
     for stem in project.image_names():
         if not project.mask_path(stem).exists():
             report.skipped.append((stem, "no mask saved"))
             continue
         try:
-            mask = project.load_mask(stem, project.image_shape(stem))
+            if project.is_volume(stem):
+                labels = project.load_mask_volume(stem)
+            else:
+                mask = project.load_mask(stem, project.image_shape(stem))
         except SegtoolError as error:
             report.skipped.append((stem, str(error)))
             continue
-        yield stem, mask
+        if not project.is_volume(stem):
+            yield stem, stem, None, mask
+            continue
+        for z in np.flatnonzero((labels != 255).any(axis=(1, 2))):
+            yield slice_name(stem, int(z)), stem, int(z), labels[z]
 
 
 def _make_folder(out_dir: Path) -> Path:

@@ -21,7 +21,7 @@ def labelled_pixels(project: Project) -> tuple[np.ndarray, list[str]]:
         if not path.exists():
             continue
         try:
-            mask = read_mask(path)
+            mask = project.load_mask_volume(stem) if project.is_volume(stem) else read_mask(path)
         except SegtoolError as error:
             problems.append(str(error))
             continue

@@ -3,6 +3,11 @@
 ``segtool.json`` holds the format version, the classes (name and colour), the current
 model (a file name in ``models/``) and, per image, its file name in ``images/`` and its
 status. ``masks/<stem>.png`` is the label mask of ``images/<stem>.<ext>`` (see masks.py).
+A volume (NIfTI, multi-page TIFF, or a DICOM series converted at import to
+``images/<stem>.nii.gz``) has ``slices`` in its record and one label volume
+``masks/<stem>.nii.gz`` (see volumes.py); a DICOM's own window and photometric
+interpretation are kept in the record (``dicom_window``, ``photometric``), and the window the
+user last set is kept per image (``window``) or for the whole project (``shared_window``).
 Every write (segtool.json, masks, imported images) is atomic.
 
 Methods that change the project (set_status, save_mask, add_class, set_current_model,
@@ -34,11 +39,24 @@ from typing import Any
 import numpy as np
 
 from segtool.core.atomic import atomic_write_text, atomic_writer
+from segtool.core.dicom_series import DicomSeries, convert_series, find_series
 from segtool.core.errors import SegtoolError
 from segtool.core.files import read_regular_text
 from segtool.core.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, image_info, read_image
 from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
 from segtool.core.recovery import recover_if_idle
+from segtool.core.volumes import (
+    NIFTI_SUFFIXES,
+    Volume,
+    VolumeInfo,
+    is_volume_file,
+    read_label_volume,
+    read_volume,
+    split_name,
+    volume_info,
+    write_label_volume,
+)
+from segtool.core.window import Window, parse_window
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +148,7 @@ class Project:
         self,
         root: Path,
         classes: list[ClassInfo],
-        images: dict[str, dict[str, str]],
+        images: dict[str, dict[str, Any]],
         current_model: str | None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
@@ -145,6 +163,8 @@ class Project:
         self.read_only: str | None = None  # why the project may only be viewed
         self._stamp: FileStamp = _UNKNOWN  # segtool.json as last read or written
         self._mask_stamps: dict[str, FileStamp] = {}
+        # One window for every image (CT series), or None: each image keeps its own.
+        self.shared_window: Window | None = None
 
     # --- creating and opening ----------------------------------------------------------
 
@@ -208,6 +228,7 @@ class Project:
             raise SegtoolError(f"cannot read project file ({error})", file) from None
         classes, images, current_model, max_pixels = _parse_project(data, file)
         project = cls(folder, classes, images, current_model, max_pixels)
+        project.shared_window = parse_window(data.get("shared_window"))
         project._stamp = stamp
         for sub in (project.images_dir, project.masks_dir, project.models_dir):
             try:
@@ -253,9 +274,112 @@ class Project:
         return self.images_dir / self._record(stem)["file"]
 
     def mask_path(self, stem: str) -> Path:
-        """``masks/<stem>.png`` (whether or not it exists yet)."""
-        self._record(stem)
-        return self.masks_dir / f"{stem}.png"
+        """``masks/<stem>.png``, or ``masks/<stem>.nii.gz`` for a volume (existing or not)."""
+        record = self._record(stem)
+        return self.masks_dir / (f"{stem}.nii.gz" if "slices" in record else f"{stem}.png")
+
+    # --- volumes ------------------------------------------------------------------------
+
+    def is_volume(self, stem: str) -> bool:
+        """True when image ``stem`` is a volume (NIfTI, TIFF stack, DICOM series)."""
+        return "slices" in self._record(stem)
+
+    def slice_count(self, stem: str) -> int:
+        """Slices of a volume (1 for a 2D image)."""
+        return int(self._record(stem).get("slices", 1))
+
+    def labelled_slices(self, stem: str) -> int:
+        """Slices of a volume holding labels, as of the last save (0 for a 2D image)."""
+        return int(self._record(stem).get("labelled_slices", 0))
+
+    def volume_info(self, stem: str) -> VolumeInfo:
+        """The header of volume ``stem`` (nothing decoded; voxel count checked)."""
+        return volume_info(self.image_path(stem), self.max_pixels)
+
+    def read_volume(self, stem: str) -> Volume:
+        """Decode volume ``stem`` into view layout ``(Z, H, W[, C])`` (see volumes.py)."""
+        return read_volume(self.image_path(stem), self.max_pixels)
+
+    def load_mask_volume(self, stem: str, info: VolumeInfo | None = None) -> np.ndarray:
+        """The ``(Z, H, W)`` uint8 label volume of ``stem``; all 255 when none is saved.
+
+        SegtoolError naming the mask file when it does not fit the image or holds a class
+        index the project does not have.
+        """
+        info = info or self.volume_info(stem)
+        path = self.mask_path(stem)
+        stamp = file_stamp(path)
+        if stamp is None:
+            with self._lock:
+                self._mask_stamps[stem] = None
+            return np.full(info.shape[:3], UNLABELLED, dtype=np.uint8)
+        labels = read_label_volume(path, info)
+        _check_classes(labels, self.num_classes, path)
+        with self._lock:
+            self._mask_stamps[stem] = stamp
+        return labels
+
+    def save_mask_volume(self, stem: str, labels: np.ndarray,
+                         info: VolumeInfo | None = None) -> None:
+        """Write ``masks/<stem>.nii.gz`` atomically (the image's geometry; 255 = unlabelled)
+        and update the volume's status and its count of labelled slices."""
+        info = info or self.volume_info(stem)
+        path = self.mask_path(stem)
+        _check_classes(labels, self.num_classes, path)
+        self.check_writable(path)
+        with self._lock:
+            expected = self._mask_stamps.get(stem, _UNKNOWN)
+            current = file_stamp(path)
+            if expected is not _UNKNOWN and current is not None and current != expected:
+                raise SegtoolError(_CHANGED, path)
+            write_label_volume(path, labels, info)
+            self._mask_stamps[stem] = file_stamp(path)
+            record = self._record(stem)
+            labelled = int(np.count_nonzero((labels != UNLABELLED).any(axis=(1, 2))))
+            old = dict(record)
+            record["labelled_slices"] = labelled
+            if record["status"] != ImageStatus.REVIEWED.value:
+                record["status"] = (ImageStatus.IN_PROGRESS if labelled
+                                    else ImageStatus.UNLABELLED).value
+            if record != old:
+                self._save_or_revert(lambda: (record.clear(), record.update(old)))
+
+    # --- display windows ----------------------------------------------------------------
+
+    def window(self, stem: str) -> Window | None:
+        """The window to show ``stem`` with: the project-wide one, else the one last set
+        for the image, else the DICOM's own; None: the caller's automatic window."""
+        record = self._record(stem)
+        return (self.shared_window or parse_window(record.get("window"))
+                or parse_window(record.get("dicom_window")))
+
+    def photometric(self, stem: str) -> str:
+        """The DICOM photometric interpretation recorded for ``stem`` ("" when none)."""
+        return str(self._record(stem).get("photometric", ""))
+
+    def set_window(self, stem: str, window: Window | None, for_all: bool = False) -> None:
+        """Remember ``window`` for ``stem`` (None forgets it), or with ``for_all`` for every
+        image (None ends the shared window); saves segtool.json when something changed.
+        A read-only project keeps it for the session."""
+        with self._lock:
+            if for_all:
+                old_shared = self.shared_window
+                self.shared_window = window
+                if old_shared != window and self.read_only is None:
+                    self._save_or_revert(lambda: setattr(self, "shared_window", old_shared))
+                return
+            record = self._record(stem)
+            old = record.get("window")
+            new = window.to_json() if window is not None else None
+            if old == new:
+                return
+            if new is None:
+                record.pop("window", None)
+            else:
+                record["window"] = new
+            if self.read_only is None:
+                self._save_or_revert(lambda: record.pop("window", None) if old is None
+                                     else record.__setitem__("window", old))
 
     def status(self, stem: str) -> ImageStatus:
         return ImageStatus(self._record(stem)["status"])
@@ -311,19 +435,26 @@ class Project:
         batch (``a.png`` and ``a.tif``; compared case-insensitively because masks/<stem>.png
         must be unique on every file system). ``progress(done, total)`` is called per file.
         """
-        files = [Path(p) for p in paths]
         self.check_writable(self.images_dir / PROJECT_FILE)
+        series, files = find_series([Path(p) for p in paths])
+        items: list[Path | DicomSeries] = [*files, *series]
         report = ImportReport()
         try:
-            for done, file in enumerate(files, start=1):
-                reason = self._import_one(file)
-                if reason is None:
-                    report.imported.append(file.stem)
+            for done, item in enumerate(items, start=1):
+                if isinstance(item, DicomSeries):
+                    reason = self._import_series(item)
+                    source = item.files[0].parent if len(item.files) > 1 else item.files[0]
+                    stem = item.name
                 else:
-                    report.skipped.append((file, reason))
-                    log.info("not imported %s: %s", file, reason)
+                    reason = self._import_one(item)
+                    source, stem = item, split_name(item.name)[0]
+                if reason is None:
+                    report.imported.append(stem)
+                else:
+                    report.skipped.append((source, reason))
+                    log.info("not imported %s: %s", source, reason)
                 if progress is not None:
-                    progress(done, len(files))
+                    progress(done, len(items))
         finally:
             if report.imported:
                 self.save()
@@ -335,16 +466,24 @@ class Project:
         Decoding and copying run without the lock, so a long import in a worker thread
         does not block the GUI thread saving masks.
         """
-        stem = file.stem
-        if file.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return f"unsupported file type {file.suffix or '(no suffix)'!r}"
+        stem, suffix = split_name(file.name)
+        if file.is_dir():
+            return "a folder without a DICOM series"
+        if suffix.lower() not in SUPPORTED_SUFFIXES and suffix.lower() not in NIFTI_SUFFIXES:
+            return f"unsupported file type {suffix or '(no suffix)'!r}"
         if not stem or stem.startswith("."):
             return "file name must not start with a dot"
         reason = self._stem_taken(stem)
         if reason:
             return reason
+        extra: dict[str, Any] = {}
         try:
-            read_image(file, self.max_pixels)
+            if is_volume_file(file):
+                extra["slices"] = read_volume(file, self.max_pixels).info.slices
+            else:
+                read_image(file, self.max_pixels)
+                if suffix.lower() == ".dcm":
+                    extra.update(_dicom_display(file))
         except SegtoolError as error:
             return error.problem
         target = self.images_dir / file.name
@@ -353,16 +492,41 @@ class Project:
                 shutil.copyfileobj(source, destination, 1 << 20)
         except OSError as error:
             return f"could not copy into the project ({error})"
+        return self._add_record(stem, file.name, extra)
+
+    def _add_record(self, stem: str, name: str, extra: dict[str, Any]) -> str | None:
+        """Add image ``stem`` (file ``name`` in images/) to the project; the reason if not."""
         status = ImageStatus.UNLABELLED
-        if (self.masks_dir / f"{stem}.png").exists():
+        mask_name = f"{stem}.nii.gz" if "slices" in extra else f"{stem}.png"
+        if (self.masks_dir / mask_name).exists():
             status = ImageStatus.IN_PROGRESS
         with self._lock:
             reason = self._stem_taken(stem)  # another thread may have imported it meanwhile
             if reason:
                 return reason
-            self._images[stem] = {"file": file.name, "status": status.value}
+            self._images[stem] = {"file": name, "status": status.value, **extra}
             self._folded[stem.casefold()] = stem
         return None
+
+    def _import_series(self, series: DicomSeries) -> str | None:
+        """Convert a DICOM series into ``images/<name>.nii.gz``; None or the reason it failed."""
+        stem = series.name
+        if not stem or stem.startswith("."):
+            return "a series name must not start with a dot"
+        reason = self._stem_taken(stem)
+        if reason:
+            return reason
+        target = self.images_dir / f"{stem}.nii.gz"
+        try:
+            slices, defaults = convert_series(series, target, self.max_pixels)
+        except SegtoolError as error:
+            return error.problem
+        except OSError as error:
+            return f"could not write into the project ({error})"
+        extra: dict[str, Any] = {"slices": slices, "photometric": defaults.photometric}
+        if defaults.window is not None:
+            extra["dicom_window"] = Window(*defaults.window).to_json()
+        return self._add_record(stem, target.name, extra)
 
     def _stem_taken(self, stem: str) -> str | None:
         """Why ``stem`` cannot be added (compared case-insensitively), or None."""
@@ -382,7 +546,10 @@ class Project:
         return read_image(self.image_path(stem), self.max_pixels)
 
     def image_shape(self, stem: str) -> tuple[int, int]:
-        """``(H, W)`` of image ``stem`` from its header (nothing decoded)."""
+        """``(H, W)`` of image ``stem`` (of one slice of a volume) from its header."""
+        if self.is_volume(stem):
+            volume = self.volume_info(stem)
+            return (volume.height, volume.width)
         info = image_info(self.image_path(stem), self.max_pixels)
         return (info.height, info.width)
 
@@ -474,6 +641,8 @@ class Project:
             }
             if self.max_pixels != DEFAULT_MAX_PIXELS:  # optional key: absent means 2**28
                 data["max_pixels"] = self.max_pixels
+            if self.shared_window is not None:
+                data["shared_window"] = self.shared_window.to_json()
             return data
 
     def save(self) -> None:
@@ -518,7 +687,7 @@ class Project:
 
 def _parse_project(
     data: Any, file: Path
-) -> tuple[list[ClassInfo], dict[str, dict[str, str]], str | None, int]:
+) -> tuple[list[ClassInfo], dict[str, dict[str, Any]], str | None, int]:
     """Validate the content of segtool.json; SegtoolError naming ``file`` on any problem."""
     if not isinstance(data, dict):
         raise SegtoolError("malformed project file: not a JSON object", file)
@@ -560,7 +729,7 @@ def _parse_project(
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise SegtoolError(f"malformed project file: image {stem!r} has no file", file)
         name = entry["file"]
-        if (Path(name).name != name or Path(name).stem != stem or not stem
+        if (Path(name).name != name or split_name(name)[0] != stem or not stem
                 or name.startswith(".") or "\0" in name):
             raise SegtoolError(
                 f"malformed project file: image {stem!r} names file {name!r}", file
@@ -568,11 +737,57 @@ def _parse_project(
         status = entry.get("status", ImageStatus.UNLABELLED.value)
         if not isinstance(status, str) or status not in statuses:
             raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
-        images[stem] = {"file": entry["file"], "status": status}
+        images[stem] = {"file": entry["file"], "status": status, **_volume_keys(entry, stem, file)}
     max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise SegtoolError("malformed project file: 'max_pixels' must be a positive integer", file)
     return classes, images, current_model, max_pixels
+
+
+def _volume_keys(entry: dict[str, Any], stem: str, file: Path) -> dict[str, Any]:
+    """The optional keys of an image record: slices, labelled slices, windows, photometric."""
+    keys: dict[str, Any] = {}
+    for key in ("slices", "labelled_slices"):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SegtoolError(f"malformed project file: image {stem!r}: {key} {value!r}",
+                                   file)
+            keys[key] = value
+    for key in ("window", "dicom_window"):
+        window = parse_window(entry.get(key))
+        if window is not None:
+            keys[key] = window.to_json()
+    if isinstance(entry.get("photometric"), str):
+        keys["photometric"] = entry["photometric"]
+    return keys
+
+
+def _dicom_display(file: Path) -> dict[str, Any]:
+    """A 2D DICOM's window and photometric for its record (MONOCHROME1 is read negated,
+    so its window is mirrored to match)."""
+    from segtool.core.dicom_series import read_display_defaults
+
+    defaults = read_display_defaults(file)
+    keys: dict[str, Any] = {}
+    if defaults.photometric:
+        keys["photometric"] = defaults.photometric
+    if defaults.window is not None:
+        level, width = defaults.window
+        if defaults.photometric == "MONOCHROME1":
+            level = -level
+        keys["dicom_window"] = Window(level, width).to_json()
+    return keys
+
+
+def _check_classes(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """SegtoolError naming ``path`` when ``labels`` holds an index beyond the classes."""
+    values = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    unknown = [int(v) for v in values if v >= num_classes and v != UNLABELLED]
+    if unknown:
+        raise SegtoolError(f"label volume holds class index {unknown[0]}, but the project has "
+                           f"{num_classes} classes (0..{num_classes - 1}, 255 = unlabelled)",
+                           path)
 
 
 def _parse_colour(value: Any) -> Colour:

@@ -5,6 +5,12 @@ its :class:`LabelDocument` (and so its undo history) while the session lasts, wi
 memory cap; every finished undo step is appended to the image's crash journal (the document
 tells the workspace, no view in between), and saving the mask clears it. Problems found on
 the way (a journal that cannot be written) go to ``subscribe_problems`` listeners.
+
+A volume is opened whole (its pixels and its ``(Z, H, W)`` label volume) and edited one slice
+at a time: each slice gets its own :class:`LabelDocument` over that slice of the label volume
+(a view, not a copy), so the 2D tools, undo and journal work unchanged; the journal is one
+file per volume with the slice in each record, and saving writes the whole label volume.
+Only the volume on screen keeps its pixels; an unsaved one keeps its labels until saved.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from segtool.core.errors import SegtoolError
 from segtool.core.journal import EditJournal, journal_path
 from segtool.core.labels import LabelDocument
 from segtool.core.masks import UNLABELLED
-from segtool.core.normalize import percentiles
 from segtool.core.project import ImageStatus, Project
 from segtool.core.rect import Rect
+from segtool.core.volumes import VolumeInfo
+from segtool.core.window import Window, auto_window
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,14 @@ DEFAULT_HISTORY_CAP = 512 * 1024 * 1024  # undo memory for all open images toget
 
 @dataclass
 class OpenedImage:
-    """An image ready to show: pixels, display range, its document, and what to tell the user."""
+    """An image (or one slice of a volume) ready to show: pixels, display window, its
+    document, and what to tell the user.
+
+    ``window`` is the one to show (the project's remembered one, a DICOM's own, else
+    ``auto_window``, the percentile window); ``invert`` shows high values dark (MONOCHROME1
+    volumes). For a volume ``volume`` is ``(Z, H, W[, C])``, ``z`` the slice shown and
+    ``image`` that slice.
+    """
 
     stem: str
     image: np.ndarray
@@ -44,6 +58,32 @@ class OpenedImage:
     display_range: tuple[float, float]
     messages: list[str] = field(default_factory=list)
     journal_pending: bool = False
+    window: Window | None = None
+    auto_window: Window | None = None
+    invert: bool = False
+    volume: np.ndarray | None = None
+    z: int = 0
+
+    @property
+    def slices(self) -> int:
+        """Slices of the volume (1 for a 2D image)."""
+        return 1 if self.volume is None else int(self.volume.shape[0])
+
+
+@dataclass
+class _OpenVolume:
+    """A volume of the session: header, pixels (None once it is off screen), label volume
+    ``(Z, H, W)`` uint8 and the documents of the slices edited so far."""
+
+    info: VolumeInfo
+    pixels: np.ndarray | None
+    labels: np.ndarray
+    auto: Window
+    documents: dict[int, LabelDocument] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    def modified(self) -> bool:
+        return any(document.modified for document in self.documents.values())
 
 
 class Workspace:
@@ -58,7 +98,8 @@ class Workspace:
         self.project = project
         self.history_cap = history_cap
         self._documents: OrderedDict[str, LabelDocument] = OrderedDict()
-        self._pending: dict[str, Rect] = {}
+        self._volumes: dict[str, _OpenVolume] = {}
+        self._pending: dict[tuple[str, int | None], Rect] = {}
         self.unreadable: dict[str, str] = {}
         # Tool, class, brush size, paint-only-unlabelled, mask visibility: the session's
         # editing settings; views subscribe to them.
@@ -81,18 +122,25 @@ class Workspace:
 
     def _on_setting(self, setting: Setting, value: object) -> None:
         if setting == Setting.PAINT_UNLABELLED_ONLY:
-            for document in self._documents.values():
+            for document in self._all_documents():
                 document.paint_unlabelled_only = bool(value)
+
+    def _all_documents(self) -> list[LabelDocument]:
+        return [*self._documents.values(),
+                *(doc for volume in self._volumes.values() for doc in volume.documents.values())]
 
     # -- opening -------------------------------------------------------------------------
 
-    def open(self, stem: str) -> OpenedImage:
-        """Load image ``stem`` and its document (kept from earlier in the session if any).
+    def open(self, stem: str, z: int | None = None) -> OpenedImage:
+        """Load image ``stem`` and its document (kept from earlier in the session if any);
+        for a volume, slice ``z`` (default the middle one) and that slice's document.
 
         An unreadable image raises SegtoolError and is remembered (``unreadable``) with the
         reason. A mask that does not fit the image is renamed to a backup file beside it and
         the image starts unlabelled; ``messages`` says so.
         """
+        if self.project.is_volume(stem):
+            return self._open_slice(stem, z)
         try:
             image = self.project.read_image(stem)
         except SegtoolError as error:
@@ -117,8 +165,75 @@ class Workspace:
         journal = self.journal(stem)
         pending = (not self.read_only and not document.modified
                    and journal.newer_than(self.project.mask_path(stem)))
-        return OpenedImage(stem, image, document, percentiles(image), messages, pending)
+        auto = auto_window(image)
+        window = self.project.window(stem) or auto
+        return OpenedImage(stem, image, document, (window.low, window.high), messages, pending,
+                           window, auto)
 
+    def _open_slice(self, stem: str, z: int | None) -> OpenedImage:
+        """Open slice ``z`` of volume ``stem`` (decoding the volume if it is not in memory)."""
+        volume = self._volumes.get(stem)
+        fresh = volume is None or volume.pixels is None
+        if fresh:
+            volume = self._load_volume(stem)
+        assert volume is not None and volume.pixels is not None
+        for other, entry in list(self._volumes.items()):  # only the volume on screen keeps
+            if other != stem:                               # its pixels
+                entry.pixels = None
+                if not entry.modified():
+                    del self._volumes[other]
+        slices = volume.labels.shape[0]
+        z = slices // 2 if z is None else int(np.clip(z, 0, slices - 1))
+        document = volume.documents.get(z)
+        if document is None:
+            document = LabelDocument(volume.labels[z])
+            document.subscribe(lambda rect, stem=stem, z=z: self.note_change(stem, rect, z))
+            document.subscribe_steps(lambda _rect, stem=stem, z=z: self._journal_step(stem, z))
+            volume.documents[z] = document
+        document.paint_unlabelled_only = self.paint_unlabelled_only
+        document.read_only = self.read_only
+        pending = (fresh and not self.read_only and not volume.modified()
+                   and self.journal(stem).newer_than(self.project.mask_path(stem)))
+        messages, volume.messages = volume.messages, []
+        window = self.project.window(stem) or volume.auto
+        return OpenedImage(stem, volume.pixels[z], document, (window.low, window.high),
+                           messages, pending, window, volume.auto,
+                           self.project.photometric(stem) == "MONOCHROME1", volume.pixels, z)
+
+    def _load_volume(self, stem: str) -> _OpenVolume:
+        try:
+            decoded = self.project.read_volume(stem)
+        except SegtoolError as error:
+            self.unreadable[stem] = error.problem
+            self._mark(stem, ImageStatus.UNREADABLE)
+            raise
+        self.unreadable.pop(stem, None)
+        if self.project.status(stem) == ImageStatus.UNREADABLE:
+            has_mask = self.project.mask_path(stem).exists()
+            self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
+        kept = self._volumes.get(stem)
+        if kept is not None and kept.labels.shape == decoded.array.shape[:3]:
+            kept.pixels = decoded.array  # labels and documents stayed: only pixels return
+            return kept
+        messages: list[str] = []
+        path = self.project.mask_path(stem)
+        try:
+            labels = self.project.load_mask_volume(stem, decoded.info)
+        except SegtoolError as error:
+            labels = np.full(decoded.array.shape[:3], UNLABELLED, dtype=np.uint8)
+            try:
+                self.project.check_writable(path)
+            except SegtoolError as refusal:
+                messages.append(f"{error}; showing an empty mask, the file is left alone "
+                                f"({refusal.problem})")
+            else:
+                backup = self._set_aside(path)
+                messages.append(f"{error}; kept it as {backup.name} and started an empty mask")
+            log.warning("%s", messages[-1])
+        volume = _OpenVolume(decoded.info, decoded.array, labels,
+                             auto_window(decoded.array, volume=True), messages=messages)
+        self._volumes[stem] = volume
+        return volume
     def _mark(self, stem: str, status: ImageStatus) -> None:
         """Record a status found while opening; a failed save is shown, not raised (the
         problem being reported is the image's)."""
@@ -161,9 +276,22 @@ class Workspace:
         """True when the project is open read-only: nothing is edited, saved or journalled."""
         return self.project.read_only is not None
 
-    def document(self, stem: str) -> LabelDocument | None:
-        """The document of ``stem`` if it was opened this session."""
+    def document(self, stem: str, z: int | None = None) -> LabelDocument | None:
+        """The document of ``stem`` (of its slice ``z`` for a volume) if it was opened this
+        session."""
+        if z is not None:
+            volume = self._volumes.get(stem)
+            return None if volume is None else volume.documents.get(z)
         return self._documents.get(stem)
+
+    def label_volume(self, stem: str) -> np.ndarray | None:
+        """The ``(Z, H, W)`` labels of volume ``stem`` if it is open (read-only view)."""
+        volume = self._volumes.get(stem)
+        if volume is None:
+            return None
+        view = volume.labels.view()
+        view.flags.writeable = False
+        return view
 
     def _trim_history(self, keep: str) -> None:
         """Drop the oldest saved documents while all undo histories exceed the cap."""
@@ -182,35 +310,37 @@ class Workspace:
     def journal(self, stem: str) -> EditJournal:
         return EditJournal(journal_path(self.project.root, stem))
 
-    def note_change(self, stem: str, rect: Rect) -> None:
-        """Remember that ``rect`` of ``stem``'s mask changed (journalled at the next ``commit``)."""
+    def note_change(self, stem: str, rect: Rect, z: int | None = None) -> None:
+        """Remember that ``rect`` of ``stem``'s mask (slice ``z`` of a volume) changed
+        (journalled at the next ``commit``)."""
         if rect.is_empty:
             return
-        pending = self._pending.get(stem)
-        self._pending[stem] = rect if pending is None else pending.union(rect)
+        pending = self._pending.get((stem, z))
+        self._pending[(stem, z)] = rect if pending is None else pending.union(rect)
 
     def subscribe_problems(self, on_problem: Callable[[str], None]) -> None:
         """Call ``on_problem(message)`` for problems the user should see (journal failures)."""
         self._problem_listeners.append(on_problem)
 
-    def _journal_step(self, stem: str) -> None:
-        problem = self.commit(stem)
+    def _journal_step(self, stem: str, z: int | None = None) -> None:
+        problem = self.commit(stem, z)
         if problem:
             self._tell(problem)
 
-    def commit(self, stem: str) -> str | None:
-        """Append the pixels changed since the last commit to ``stem``'s crash journal.
+    def commit(self, stem: str, z: int | None = None) -> str | None:
+        """Append the pixels changed since the last commit to ``stem``'s crash journal
+        (those of slice ``z`` for a volume).
 
         Returns None, or the problem to show the user when the journal cannot be written
         (``"crash protection is off: disk full (...)"``); the edit itself is kept.
         """
-        rect = self._pending.pop(stem, None)
-        document = self._documents.get(stem)
+        rect = self._pending.pop((stem, z), None)
+        document = self.document(stem, z)
         if rect is None or document is None or rect.is_empty:
             return None
         pixels = document.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
         try:
-            self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels)
+            self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels, z)
         except OSError as error:
             cause = "disk full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
             return (f"crash protection is off: {cause} ({error.filename or 'journal'}); "
@@ -218,7 +348,20 @@ class Workspace:
         return None
 
     def restore_journal(self, stem: str) -> int:
-        """Replay ``stem``'s journal onto its document as one undoable step; returns records."""
+        """Replay ``stem``'s journal onto its document as one undoable step (one per slice
+        of a volume); returns records."""
+        volume = self._volumes.get(stem)
+        if volume is not None:
+            restored_volume = volume.labels.copy()
+            count = self.journal(stem).replay(restored_volume)
+            changed = np.flatnonzero((restored_volume != volume.labels).any(axis=(1, 2)))
+            for z in changed:
+                document = self.document(stem, int(z))
+                if document is None:
+                    self._open_slice(stem, int(z))
+                    document = volume.documents[int(z)]
+                document.replace_mask(restored_volume[z])
+            return count
         document = self._documents[stem]
         restored = document.mask.copy()
         count = self.journal(stem).replay(restored)
@@ -231,6 +374,19 @@ class Workspace:
 
     def save(self, stem: str, force: bool = False) -> bool:
         """Write ``stem``'s mask if it changed (or ``force``); True when a file was written."""
+        volume = self._volumes.get(stem)
+        if volume is not None:
+            if not (volume.modified() or force):
+                return False
+            for z in list(volume.documents):
+                self.commit(stem, z)
+            self.project.save_mask_volume(stem, volume.labels, volume.info)
+            for document in volume.documents.values():
+                document.mark_saved()
+            self.journal(stem).clear()
+            if volume.pixels is None:  # off screen: nothing left to keep
+                del self._volumes[stem]
+            return True
         document = self._documents.get(stem)
         if document is None or not (document.modified or force):
             return False
@@ -242,10 +398,11 @@ class Workspace:
 
     def save_all(self) -> list[str]:
         """Save every modified document; returns the stems written."""
-        return [stem for stem in list(self._documents) if self.save(stem)]
+        return [stem for stem in [*self._documents, *self._volumes] if self.save(stem)]
 
     def modified(self) -> list[str]:
-        return [stem for stem, doc in self._documents.items() if doc.modified]
+        return ([stem for stem, doc in self._documents.items() if doc.modified]
+                + [stem for stem, volume in self._volumes.items() if volume.modified()])
 
     def set_reviewed(self, stem: str, reviewed: bool = True) -> ImageStatus:
         """Mark ``stem`` reviewed (or back to in progress/unlabelled); returns the status."""
@@ -253,7 +410,13 @@ class Workspace:
             status = ImageStatus.REVIEWED
         else:
             document = self._documents.get(stem)
-            mask = document.mask if document is not None else self.project.load_mask(stem)
+            volume = self._volumes.get(stem)
+            if volume is not None:
+                mask = volume.labels
+            elif self.project.is_volume(stem):
+                mask = self.project.load_mask_volume(stem)
+            else:
+                mask = document.mask if document is not None else self.project.load_mask(stem)
             labelled = bool(np.any(mask != UNLABELLED))
             status = ImageStatus.IN_PROGRESS if labelled else ImageStatus.UNLABELLED
         self.project.set_status(stem, status)

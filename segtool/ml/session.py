@@ -128,7 +128,8 @@ def project_channels(project: Project) -> int:
         if project.status(stem) == ImageStatus.UNREADABLE:
             continue
         try:
-            info = image_info(project.image_path(stem), project.max_pixels)
+            info = (project.volume_info(stem) if project.is_volume(stem)
+                    else image_info(project.image_path(stem), project.max_pixels))
             channels = max(channels, info.channels)
         except SegtoolError:
             continue
@@ -211,6 +212,11 @@ def collect_training_set(
         if not mask_path.exists():
             continue
         try:
+            if project.is_volume(stem):  # (Z, H, W): its labelled slices are used below
+                mask = project.load_mask_volume(stem)
+                if np.any(mask != UNLABELLED):
+                    pairs.append((stem, mask))
+                continue
             mask = read_mask(mask_path)
             if not np.any(mask != UNLABELLED):
                 continue
@@ -230,18 +236,32 @@ def collect_training_set(
         raise SegtoolError("nothing is labelled yet: paint some pixels first", project.root)
     training_set = TrainingSet([], [], [], channels)
     for stem, mask in pairs:
-        image = project.read_image(stem)
-        pooled = InputSpec(channels, per_channel=False).windows(image)
-        per_channel = InputSpec(channels, per_channel=True).windows(image)
-        for window in labelled_crops(mask, margin):
-            training_set.stems.append(stem)
-            training_set.raw.append(np.ascontiguousarray(image[window]))
-            training_set.masks.append(np.ascontiguousarray(mask[window]))
-            training_set.shapes.append(mask.shape)
-            training_set.pooled.append(pooled)
-            training_set.per_channel.append(per_channel)
+        volume = mask.ndim == 3
+        image = project.read_volume(stem).array if volume else project.read_image(stem)
+        # A volume's slices share the volume's windows, as in prediction (predict_volume).
+        sample = volume_sample(image) if volume else image
+        pooled = InputSpec(channels, per_channel=False).windows(sample)
+        per_channel = InputSpec(channels, per_channel=True).windows(sample)
+        slices = (np.flatnonzero((mask != UNLABELLED).any(axis=(1, 2))) if volume else [None])
+        for z in slices:
+            plane, labels = (image[z], mask[z]) if volume else (image, mask)
+            for window in labelled_crops(labels, margin):
+                training_set.stems.append(stem)
+                training_set.raw.append(np.ascontiguousarray(plane[window]))
+                training_set.masks.append(np.ascontiguousarray(labels[window]))
+                training_set.shapes.append(labels.shape)
+                training_set.pooled.append(pooled)
+                training_set.per_channel.append(per_channel)
         del image
     return training_set
+
+
+def volume_sample(volume: np.ndarray, slices: int = 16) -> np.ndarray:
+    """About ``slices`` evenly spaced slices of a (Z, H, W[, C]) volume stacked into one
+    (n * H, W[, C]) image: what a volume's percentile windows are computed on."""
+    step = max(1, volume.shape[0] // slices)
+    picked = volume[::step]
+    return picked.reshape((-1, *picked.shape[2:]))
 
 
 def new_model_path(project: Project) -> Path:
@@ -499,5 +519,38 @@ def predict_stem(
 
     if flip is None:
         flip = sidecar.get("test_time_flip") is True
+    if project.is_volume(stem):
+        raise SegtoolError("a volume: predict it with predict_volume", project.image_path(stem))
     image = model_input(project.read_image(stem), InputSpec.from_sidecar(sidecar))
     return predict_tiled(model, image, flip=flip)
+
+
+def predict_volume(
+    model: object, sidecar: dict, project: Project, stem: str, flip: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Class indices and confidence ((Z, H, W) uint8 each) of a volume, slice by slice.
+
+    Each slice is normalised with the volume's windows (as in training) and predicted on
+    its own, so memory beyond the volume and its results is one slice's.
+    ``progress(done, total)`` follows each slice; when ``cancelled()`` turns true the run
+    stops and returns None.
+    """
+    from segtool.ml.predict import predict_tiled
+
+    if flip is None:
+        flip = sidecar.get("test_time_flip") is True
+    volume = project.read_volume(stem).array
+    spec = InputSpec.from_sidecar(sidecar)
+    windows = spec.windows(volume_sample(volume))
+    classes = np.empty(volume.shape[:3], np.uint8)
+    confidence = np.empty(volume.shape[:3], np.uint8)
+    for z in range(volume.shape[0]):
+        if cancelled is not None and cancelled():
+            return None
+        classes[z], confidence[z] = predict_tiled(model, spec.apply(volume[z], windows),
+                                                  flip=flip)
+        if progress is not None:
+            progress(z + 1, volume.shape[0])
+    return classes, confidence
