@@ -387,13 +387,16 @@ def test_label_next_opens_the_least_certain_unreviewed_image(make_project, open_
 def test_window_level_changes_the_display_and_auto_restores_it(open_window):
     window = open_window()
     auto = np.array(window.canvas.display_array)
-    low, high = window.opened.display_range
-    window.layers_panel.high.setValue(low + (high - low) / 4)  # narrower window: brighter
+    level, width = window.opened.window.level, window.opened.window.width
+    window.layers_panel.level.setValue(level - width / 4)  # a lower level: brighter
     brighter = np.array(window.canvas.display_array)
     assert brighter.mean() > auto.mean() + 10
-    window.layers_panel.auto_range_requested.emit()
+    panel = window.layers_panel
+    panel.preset_chosen.emit("auto")
     assert np.array_equal(window.canvas.display_array, auto)
-    assert window.layers_panel.high.value() == pytest.approx(high, abs=0.1)
+    assert panel.level.value() == pytest.approx(level, abs=0.1)
+    assert panel.width.value() == pytest.approx(width, abs=0.1)
+    assert panel.preset.currentData() == "auto"
 
 
 def test_add_images_action_copies_a_folder_into_the_open_project(open_window, tmp_path):

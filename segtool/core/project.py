@@ -353,6 +353,10 @@ class Project:
         return (self.shared_window or parse_window(record.get("window"))
                 or parse_window(record.get("dicom_window")))
 
+    def dicom_window(self, stem: str) -> Window | None:
+        """The window the image's DICOM header gives (None when it gives none)."""
+        return parse_window(self._record(stem).get("dicom_window"))
+
     def photometric(self, stem: str) -> str:
         """The DICOM photometric interpretation recorded for ``stem`` ("" when none)."""
         return str(self._record(stem).get("photometric", ""))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from segtool.core.normalize import percentiles
+from segtool.core.normalize import percentiles, to_display
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Window:
         """The window after a right-drag of ``dx``/``dy`` screen pixels: right widens, down
         raises the level (as in ITK-SNAP and Slicer); ``span`` sets the value per pixel."""
         step = max(span, 1e-6) / 512.0
-        return Window(self.level + dy * step, max(self.width + dx * step, step))
+        return Window(round(self.level + dy * step, 1),
+                      round(max(self.width + dx * step, step), 1) or 0.1)
 
     def to_json(self) -> list[float]:
         return [round(self.level, 4), round(self.width, 4)]
@@ -84,3 +85,12 @@ def parse_window(value: Any) -> Window | None:
             and np.isfinite(value).all() and value[1] > 0):
         return Window(float(value[0]), float(value[1]))
     return None
+
+
+def display(image: np.ndarray, window: Window, invert: bool = False) -> np.ndarray:
+    """``image`` ((H, W) or (H, W, 3)) windowed into uint8 for the screen; ``invert`` shows
+    high values dark (DICOM MONOCHROME1)."""
+    shown = to_display(image, window.low, window.high)
+    if invert:
+        np.subtract(255, shown, out=shown)
+    return shown

@@ -340,7 +340,11 @@ class Workspace:
             return None
         pixels = document.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
         try:
-            self.journal(stem).append((rect.y, rect.x, rect.height, rect.width), pixels, z)
+            journal, box = self.journal(stem), (rect.y, rect.x, rect.height, rect.width)
+            if z is None:
+                journal.append(box, pixels)
+            else:
+                journal.append(box, pixels, z)
         except OSError as error:
             cause = "disk full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
             return (f"crash protection is off: {cause} ({error.filename or 'journal'}); "

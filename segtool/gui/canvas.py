@@ -55,13 +55,17 @@ class Canvas(QGraphicsView):
     Signals: ``cursor_moved(x, y)`` image pixel under the mouse, ``(-1, -1)`` outside;
     ``zoom_changed(float)`` screen pixels per image pixel; ``edited()`` after each
     completed edit made with the mouse or keys (a stroke, a fill, a polygon, ...);
-    ``brush_size_changed(int)``.
+    ``brush_size_changed(int)``; ``window_dragged(dx, dy)`` while the right button drags
+    (screen pixels from where it was pressed: the window/level gesture) and
+    ``window_drag_finished()`` when it is released.
     """
 
     cursor_moved = Signal(int, int)
     zoom_changed = Signal(float)
     edited = Signal()
     brush_size_changed = Signal(int)
+    window_dragged = Signal(float, float)
+    window_drag_finished = Signal()
 
     def __init__(
         self, parent: QWidget | None = None, settings: EditingSettings | None = None
@@ -114,6 +118,7 @@ class Canvas(QGraphicsView):
         self._fit_mode = True
         self._space_down = False
         self._pan_from: QPointF | None = None
+        self._window_from: QPointF | None = None
         self._last_pixel = (-1, -1)
 
     # -- state read by the tools ---------------------------------------------------------
@@ -168,9 +173,11 @@ class Canvas(QGraphicsView):
     # -- document and layers -------------------------------------------------------------
 
     def set_document(
-        self, document: LabelDocument | None, display_image: np.ndarray | None
+        self, document: LabelDocument | None, display_image: np.ndarray | None,
+        keep_view: bool = False,
     ) -> None:
-        """Show ``document`` over ``display_image`` ((H, W) or (H, W, 3) uint8) and fit it.
+        """Show ``document`` over ``display_image`` ((H, W) or (H, W, 3) uint8) and fit it;
+        with ``keep_view`` (another slice of the same volume) zoom and pan stay.
 
         ``None, None`` clears the canvas. Any prediction shown is dropped.
         """
@@ -192,9 +199,11 @@ class Canvas(QGraphicsView):
         self.set_display_image(display_image)
         height, width = document.shape
         self._overlay_item.set_source(document.shape, self._render_labels)
+        same_size = self.sceneRect() == QRectF(0, 0, width, height)
         self.scene().setSceneRect(QRectF(0, 0, width, height))
         document.subscribe(self._on_document_changed)
-        self.fit_to_window()
+        if not (keep_view and same_size):
+            self.fit_to_window()
 
     def set_display_image(self, display_image: np.ndarray) -> None:
         """Replace the displayed image (e.g. after a window/level change); same size."""
@@ -390,6 +399,8 @@ class Canvas(QGraphicsView):
         if self._wants_pan(event):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif event.button() == Qt.MouseButton.RightButton and self._document is not None:
+            self._window_from = event.position()
         elif event.button() == Qt.MouseButton.LeftButton and self._document is not None:
             self._finish(self._handler.press(self.viewport_to_scene(event.position())))
         event.accept()
@@ -404,6 +415,11 @@ class Canvas(QGraphicsView):
             vertical.setValue(vertical.value() - round(delta.y()))
             event.accept()
             return
+        if self._window_from is not None:
+            delta = position - self._window_from
+            self.window_dragged.emit(delta.x(), delta.y())
+            event.accept()
+            return
         point = self.viewport_to_scene(position)
         self._track_cursor(point)
         if self._document is not None:
@@ -412,6 +428,11 @@ class Canvas(QGraphicsView):
         event.accept()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.RightButton and self._window_from is not None:
+            self._window_from = None
+            self.window_drag_finished.emit()
+            event.accept()
+            return
         if self._pan_from is not None and event.button() in (
             Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton
         ):

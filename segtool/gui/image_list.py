@@ -47,6 +47,7 @@ class ImageListPanel(QWidget):
         self._status: dict[str, ImageStatus] = {}
         self._reasons: dict[str, str] = {}
         self._uncertainty: Callable[[str], float | None] = lambda _stem: None
+        self._slices: Callable[[str], tuple[int, int] | None] = lambda _stem: None
 
     def set_images(self, stems: list[str], status: dict[str, ImageStatus],
                    reasons: dict[str, str] | None = None) -> None:
@@ -59,6 +60,11 @@ class ImageListPanel(QWidget):
     def set_uncertainty_source(self, source: Callable[[str], float | None]) -> None:
         """Where "sort by uncertainty" gets each image's mean uncertainty (None = unknown)."""
         self._uncertainty = source
+        self._rebuild()
+
+    def set_slices_source(self, source: Callable[[str], tuple[int, int] | None]) -> None:
+        """Where a volume's (labelled slices, slices) come from (None for a 2D image)."""
+        self._slices = source
         self._rebuild()
 
     def update_status(self, stem: str, status: ImageStatus, reason: str = "") -> None:
@@ -114,6 +120,9 @@ class ImageListPanel(QWidget):
         label = status.value.replace("_", " ")
         uncertainty = self._uncertainty(stem)
         extra = f"  ?{uncertainty:.2f}" if uncertainty is not None else ""
+        slices = self._slices(stem)
+        if slices is not None:
+            label += f", {slices[0]}/{slices[1]} slices"
         item.setText(f"{stem}   [{label}]{extra}")
         item.setForeground(QBrush(STATUS_COLOURS[status]))
         tip = self._reasons.get(stem, label)

@@ -1,17 +1,28 @@
-"""The layers panel: image window/level, mask opacity and visibility, prediction layer."""
+"""The layers panel: image window (level/width, presets), mask opacity and visibility,
+prediction layer."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QPushButton,
     QSlider,
     QWidget,
 )
+
+from segtool.core.window import CT_PRESETS, Preset, Window
+
+DICOM_PRESET = "dicom"  # the window the DICOM file itself gives
+CUSTOM_PRESET = "custom"  # a window set by hand (fields, right-drag)
+_PRESET_LABELS = {
+    Preset.AUTO.value: "Auto (percentiles)",
+    **{preset.value: f"{preset.value.capitalize()} {window.width:g}/{window.level:g}"
+       for preset, window in CT_PRESETS.items()},
+}
 
 
 def _slider(minimum: int, maximum: int, value: int) -> QSlider:
@@ -24,12 +35,17 @@ def _slider(minimum: int, maximum: int, value: int) -> QSlider:
 class LayersPanel(QWidget):
     """Controls for the three layers.
 
-    The image's display range is a window (black to white point, in the image's own values:
-    16-bit counts, Hounsfield units...) set automatically from percentiles; "Auto" restores it.
+    The image's window is a level (centre) and a width in the image's own values (Hounsfield
+    units, 16-bit counts...), as radiologists set it: typed in, dragged with the right mouse
+    button on the canvas, or picked from the presets (CT brain, soft tissue, lung, bone in
+    W/L; "Auto", the 1st to 99.8th percentile; "DICOM", the file's own). "Same window for all
+    images" keeps one window across the project (a CT series); otherwise each image keeps its
+    own.
     """
 
-    display_range_changed = Signal(float, float)
-    auto_range_requested = Signal()
+    window_changed = Signal(float, float)  # level, width: typed in
+    preset_chosen = Signal(str)  # a Preset value or DICOM_PRESET
+    window_for_all_changed = Signal(bool)
     mask_opacity_changed = Signal(float)
     mask_visible_changed = Signal(bool)
     prediction_visible_changed = Signal(bool)
@@ -37,21 +53,32 @@ class LayersPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.low = QDoubleSpinBox()
-        self.high = QDoubleSpinBox()
-        for box in (self.low, self.high):
+        self.level = QDoubleSpinBox()
+        self.width = QDoubleSpinBox()
+        for box, name in ((self.level, "Level (centre)"), (self.width, "Width")):
             box.setRange(-1e9, 1e9)
             box.setDecimals(1)
             box.setMinimumWidth(70)  # the +-1e9 range would otherwise widen the whole dock
             box.setKeyboardTracking(False)
-            box.valueChanged.connect(self._on_range)
-        auto = QPushButton("Auto")
-        auto.setToolTip("Window from the 1st to the 99.8th percentile")
-        auto.clicked.connect(self.auto_range_requested.emit)
-        window = QHBoxLayout()
-        window.addWidget(self.low)
-        window.addWidget(self.high)
-        window.addWidget(auto)
+            box.setToolTip(f"{name} of the display window, in the image's values; "
+                           "right-drag on the image: horizontal = width, vertical = level")
+            box.valueChanged.connect(self._on_fields)
+        self.width.setMinimum(1e-3)
+        self.width.setPrefix("W ")
+        self.level.setPrefix("L ")
+        fields = QHBoxLayout()
+        fields.addWidget(self.width)
+        fields.addWidget(self.level)
+        self.preset = QComboBox()
+        for value, label in _PRESET_LABELS.items():
+            self.preset.addItem(label, value)
+        self.preset.addItem("Set by hand", CUSTOM_PRESET)
+        self.preset.setToolTip("Window presets: CT ones in HU as width/level")
+        self.preset.activated.connect(self._on_preset)
+        self.for_all = QCheckBox("Same window for all images")
+        self.for_all.setToolTip("Keep one window across the project (a CT series); off: each "
+                                "image keeps the window last set for it")
+        self.for_all.toggled.connect(self.window_for_all_changed.emit)
 
         self.mask_visible = QCheckBox("Show labels (M)")
         self.mask_visible.setChecked(True)
@@ -66,20 +93,46 @@ class LayersPanel(QWidget):
         self.threshold.valueChanged.connect(lambda v: self.threshold_changed.emit(round(v * 2.55)))
 
         form = QFormLayout(self)
-        form.addRow("Window", window)
+        form.addRow("Window", fields)
+        form.addRow("Preset", self.preset)
+        form.addRow(self.for_all)
         form.addRow(self.mask_visible)
         form.addRow("Label opacity", self.mask_opacity)
         form.addRow(self.prediction_visible)
         form.addRow("Min. confidence", self.threshold)
 
-    def set_display_range(self, low: float, high: float) -> None:
-        """Show ``low``..``high`` without emitting ``display_range_changed``."""
-        for box, value in ((self.low, low), (self.high, high)):
+    def set_window(self, window: Window, preset: str = CUSTOM_PRESET) -> None:
+        """Show ``window`` and the preset it came from, without emitting anything."""
+        for box, value in ((self.level, window.level), (self.width, window.width)):
             box.blockSignals(True)
             box.setValue(value)
             box.blockSignals(False)
+        index = self.preset.findData(preset)
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(index if index >= 0 else self.preset.findData(CUSTOM_PRESET))
+        self.preset.blockSignals(False)
 
-    def _on_range(self, _value: float) -> None:
-        low, high = self.low.value(), self.high.value()
-        if high > low:
-            self.display_range_changed.emit(low, high)
+    def set_dicom_preset(self, window: Window | None) -> None:
+        """Offer the image's own DICOM window as a preset (None: the image has none)."""
+        index = self.preset.findData(DICOM_PRESET)
+        if index >= 0:
+            self.preset.removeItem(index)
+        if window is not None:
+            self.preset.insertItem(1, f"DICOM {window.width:g}/{window.level:g}", DICOM_PRESET)
+
+    def set_window_for_all(self, enabled: bool) -> None:
+        """Tick "same window for all images" without emitting."""
+        self.for_all.blockSignals(True)
+        self.for_all.setChecked(enabled)
+        self.for_all.blockSignals(False)
+
+    def _on_fields(self, _value: float) -> None:
+        width = self.width.value()
+        if width > 0:
+            self.set_window(Window(self.level.value(), width))
+            self.window_changed.emit(self.level.value(), width)
+
+    def _on_preset(self, index: int) -> None:
+        value = self.preset.itemData(index)
+        if value != CUSTOM_PRESET:
+            self.preset_chosen.emit(value)

@@ -27,7 +27,6 @@ from segtool.core.editing import Setting
 from segtool.core.errors import SegtoolError
 from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.masks import UNLABELLED
-from segtool.core.normalize import percentiles, to_display
 from segtool.core.project import ImageStatus, Project
 from segtool.core.workspace import OpenedImage, Workspace
 from segtool.gui import settings as keys
@@ -39,12 +38,14 @@ from segtool.gui.classes_panel import ClassesPanel
 from segtool.gui.export_dialog import ExportDialog
 from segtool.gui.first_run_hint import FirstRunHint
 from segtool.gui.image_list import ImageListPanel
+from segtool.gui.image_view import ImageView
 from segtool.gui.layers_panel import LayersPanel
 from segtool.gui.menus import RECENT, build_menus
 from segtool.gui.models_panel import ModelsPanel
 from segtool.gui.new_project_dialog import NewProjectDialog
 from segtool.gui.predictions import PredictionLayer
 from segtool.gui.quit_dialog import QUESTION, QuitChoice, ask_quit_during_training
+from segtool.gui.slice_bar import SliceBar
 from segtool.gui.tool_events import tool_events
 from segtool.gui.toolbar import build_toolbar
 from segtool.gui.training import TrainingController
@@ -126,6 +127,8 @@ class MainWindow(QMainWindow):
         column.setSpacing(0)
         column.addWidget(self.read_only_banner)
         column.addWidget(self.canvas)
+        self.slice_bar = SliceBar()
+        column.addWidget(self.slice_bar)
         self.setCentralWidget(central)
         self.image_list = ImageListPanel()
         self.classes_panel = ClassesPanel()
@@ -146,6 +149,8 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.first_run_hint = FirstRunHint(self.canvas.viewport())
         self.first_run_hint.hide()
+        self.view = ImageView(lambda: self.workspace, project, self.canvas, self.layers_panel,
+                              self.slice_bar, self)
         self.predictions = PredictionLayer(project, self)
         self.training = TrainingController(project, self.training_panel, self.models_panel,
                                            before_start=partial(self.save_current, quiet=True),
@@ -209,10 +214,12 @@ class MainWindow(QMainWindow):
         self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(True)
 
     def _build_status_bar(self) -> None:
+        self.slice_label = QLabel()  # "slice 43 / 300" while a volume is open
         self.position_label = QLabel()
         self.zoom_label = QLabel()
         self.brush_label = QLabel()
-        for label in (self.position_label, self.brush_label, self.zoom_label):
+        for label in (self.slice_label, self.position_label, self.brush_label,
+                      self.zoom_label):
             self.statusBar().addPermanentWidget(label)
         self.tool_hint = QLabel()  # hidden while a message is shown, back after it
         self.statusBar().addWidget(self.tool_hint, 1)
@@ -282,13 +289,36 @@ class MainWindow(QMainWindow):
         self.classes_panel.rename_requested.connect(self._rename_class)
         self.classes_panel.recolour_requested.connect(self._recolour_class)
         self.classes_panel.delete_requested.connect(self._delete_class)
+        self._connect_slices()
         layers = self.layers_panel
-        layers.display_range_changed.connect(self._set_display_range)
-        layers.auto_range_requested.connect(self._auto_range)
         layers.mask_opacity_changed.connect(self._set_mask_opacity)
         layers.mask_visible_changed.connect(self._set_mask_visible)
         layers.prediction_visible_changed.connect(self._set_prediction_visible)
         layers.threshold_changed.connect(self.canvas.set_prediction_threshold)
+
+    def _connect_slices(self) -> None:
+        """A volume's slices: Up/Down and ,/. step, the slider moves, the status bar counts."""
+        for keys_, step in ((("Down", ","), -1), (("Up", "."), +1)):
+            action = QAction("Next slice" if step > 0 else "Previous slice", self)
+            action.setShortcuts([QKeySequence(k) for k in keys_])
+            action.triggered.connect(partial(self.view.step_slice, step))
+            self.addAction(action)
+        self.view.slice_shown.connect(self._on_slice_shown)
+        self.view.failed.connect(self.show_error)
+        self.slice_bar.label.setVisible(False)  # the status bar says it
+        self.image_list.set_slices_source(self._slices_of)
+
+    def _on_slice_shown(self, opened: OpenedImage) -> None:
+        self.opened = opened
+        self.slice_label.setText(self.slice_bar.label.text())
+        self.predictions.show_for(opened.stem, opened.z)
+        self._update_first_run_hint()
+
+    def _slices_of(self, stem: str) -> tuple[int, int] | None:
+        """(labelled slices, slices) of a volume, None for a 2D image."""
+        if stem not in self.project.image_names() or not self.project.is_volume(stem):
+            return None
+        return self.project.labelled_slices(stem), self.project.slice_count(stem)
 
     # -- projects --------------------------------------------------------------------------
 
@@ -357,17 +387,17 @@ class MainWindow(QMainWindow):
             self.workspace.restore_journal(stem)
         elif opened.journal_pending:
             self.workspace.discard_journal(stem)
-        low, high = opened.display_range
-        self.canvas.set_document(opened.document, to_display(opened.image, low, high))
+        self.view.show(opened)
+        self.slice_label.setText(self.slice_bar.label.text() if opened.volume is not None
+                                 else "")
         self.canvas.set_overlay_opacity(self.layers_panel.mask_opacity.value() / 100
                                         if self.settings.mask_visible else 0.0)
-        self.layers_panel.set_display_range(low, high)
         self.image_list.select(stem)
         self._update_review_action()
         self._refresh_image_list_entry(stem)
         for message in opened.messages:
             self.show_error(message)
-        self.predictions.show_for(stem)
+        self.predictions.show_for(stem, opened.z if opened.volume is not None else None)
         self.setWindowTitle(self._title(stem))
         self._update_first_run_hint()
         keys.remember_image(str(self.project.root), stem)
@@ -553,17 +583,6 @@ class MainWindow(QMainWindow):
         event.accept()
 
     # -- view ------------------------------------------------------------------------------
-
-    def _set_display_range(self, low: float, high: float) -> None:
-        if self.opened is not None:
-            self.opened.display_range = (low, high)
-            self.canvas.set_display_image(to_display(self.opened.image, low, high))
-
-    def _auto_range(self) -> None:
-        if self.opened is not None:
-            low, high = percentiles(self.opened.image)
-            self.layers_panel.set_display_range(low, high)
-            self._set_display_range(low, high)
 
     def _set_mask_opacity(self, opacity: float) -> None:
         if self.settings.mask_visible:

@@ -14,6 +14,7 @@ from segtool.gui.workers import BACKGROUND, CURRENT, PredictionThread
 log = logging.getLogger(__name__)
 
 KEEP_PREDICTIONS = 8  # full-size results kept in memory; the rest keep only their uncertainty
+KEEP_BYTES = 512 * 1024 * 1024  # and at most this much of them (volumes are large)
 
 
 class PredictionLayer(QObject):
@@ -23,8 +24,9 @@ class PredictionLayer(QObject):
     kept per image for the model that made them (the last few in full, all as a mean
     uncertainty); a new current model makes them all stale. It knows the project and which
     image is on screen (the last ``show_for``); the window shows what it emits:
-    ``current_prediction(classes, confidence)`` for the image on screen, ``message(text)``
-    news and ``failed(text)`` problems.
+    ``current_prediction(classes, confidence)`` for the image on screen (the slice on screen
+    of a volume, whose prediction is made and kept whole), ``message(text)`` news and
+    ``failed(text)`` problems.
     """
 
     updated = Signal(str)  # stem whose prediction arrived
@@ -36,6 +38,7 @@ class PredictionLayer(QObject):
         super().__init__(parent)
         self.project = project
         self.current_stem: str | None = None
+        self.current_z: int | None = None  # the slice on screen of a volume
         self.thread: PredictionThread | None = None
         self.results: OrderedDict[str, tuple[str, np.ndarray, np.ndarray]] = OrderedDict()
         self.uncertainties: dict[str, tuple[str, float]] = {}
@@ -47,12 +50,13 @@ class PredictionLayer(QObject):
         """The project's current model (the one predictions are for)."""
         return self.project.current_model
 
-    def show_for(self, stem: str) -> None:
-        """``stem`` is on screen: emit its prediction if fresh, else ask the worker for it."""
-        self.current_stem = stem
+    def show_for(self, stem: str, z: int | None = None) -> None:
+        """``stem`` (slice ``z`` of a volume) is on screen: emit its prediction if fresh, else
+        ask the worker for it."""
+        self.current_stem, self.current_z = stem, z
         cached = self.results.get(stem)
         if cached is not None and cached[0] == self.model_name:
-            self.current_prediction.emit(cached[1], cached[2])
+            self._emit_current(cached[1], cached[2])
             return
         if self.model_name is None or self.closed:
             return
@@ -64,10 +68,17 @@ class PredictionLayer(QObject):
             return
         self._ensure_thread().clear_background()
         if self.current_stem is not None:
-            self.show_for(self.current_stem)
+            self.show_for(self.current_stem, self.current_z)
         for stem in self.project.image_names():
             if stem != self.current_stem and self.model_name is not None:
                 self._ensure_thread().request(stem, self.model_name, BACKGROUND)
+
+    def _emit_current(self, classes: np.ndarray, confidence: np.ndarray) -> None:
+        if classes.ndim == 3:  # a volume: the slice on screen
+            if self.current_z is None or not 0 <= self.current_z < classes.shape[0]:
+                return
+            classes, confidence = classes[self.current_z], confidence[self.current_z]
+        self.current_prediction.emit(classes, confidence)
 
     def fresh(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(classes, confidence)`` of ``stem`` by the current model, if computed."""
@@ -101,6 +112,7 @@ class PredictionLayer(QObject):
             self.thread.prediction_ready.connect(self._on_ready)
             self.thread.failed.connect(self._on_failed)
             self.thread.device_ready.connect(self._on_device)
+            self.thread.volume_progress.connect(self._on_volume_progress)
             self.thread.start(PredictionThread.Priority.LowPriority)
         return self.thread
 
@@ -108,7 +120,9 @@ class PredictionLayer(QObject):
                   confidence: np.ndarray) -> None:
         self.results[stem] = (model_name, classes, confidence)
         self.results.move_to_end(stem)
-        while len(self.results) > KEEP_PREDICTIONS:
+        while len(self.results) > 1 and (
+                len(self.results) > KEEP_PREDICTIONS
+                or sum(c.nbytes + p.nbytes for _, c, p in self.results.values()) > KEEP_BYTES):
             self.results.popitem(last=False)
         uncertainty = 1.0 - float(np.mean(confidence, dtype=np.float64)) / 255.0
         self.uncertainties[stem] = (model_name, uncertainty)
@@ -116,11 +130,14 @@ class PredictionLayer(QObject):
         if left:
             self.message.emit(f"Updating predictions: {left} image(s) left", 3000)
         if stem == self.current_stem and model_name == self.model_name:
-            self.current_prediction.emit(classes, confidence)
+            self._emit_current(classes, confidence)
         self.updated.emit(stem)
 
     def _on_failed(self, stem: str, message: str) -> None:
         self.failed.emit(message)
+
+    def _on_volume_progress(self, stem: str, done: int, total: int) -> None:
+        self.message.emit(f"Predicting {stem}: slice {done} / {total}", 2000)
 
     def _on_device(self, device: str) -> None:
         self.device = device

@@ -38,12 +38,15 @@ class PredictionThread(BackgroundThread):
 
     ``request(stem, model_name, priority)`` queues work; the image on screen (CURRENT)
     goes before background refreshes. Results arrive as ``prediction_ready(stem,
-    model_name, classes, confidence)`` with (H, W) uint8 arrays.
+    model_name, classes, confidence)`` with (H, W) uint8 arrays, (Z, H, W) for a volume:
+    a volume is predicted slice by slice (``volume_progress(stem, done, total)`` after each),
+    and a stop, or a request for another image on screen, cancels it between slices.
     """
 
     prediction_ready = Signal(str, str, object, object)
     failed = Signal(str, str)  # stem, message
     device_ready = Signal(str)
+    volume_progress = Signal(str, int, int)
 
     def __init__(self, project_root: Path, parent: object | None = None) -> None:
         super().__init__(parent)
@@ -87,7 +90,7 @@ class PredictionThread(BackgroundThread):
         load_tensorflow_quietly()
         from segtool.core.project import Project
         from segtool.ml.device import configure_devices
-        from segtool.ml.session import predict_stem
+        from segtool.ml.session import predict_stem, predict_volume
 
         lower_this_thread_priority()
         self.device_ready.emit(configure_devices(gui_threads()))
@@ -97,7 +100,17 @@ class PredictionThread(BackgroundThread):
                 model, sidecar = self._model(project, item.model_name)
                 if self.aborted():
                     break
-                classes, confidence = predict_stem(model, sidecar, project, item.stem)
+                if project.is_volume(item.stem):
+                    result = predict_volume(
+                        model, sidecar, project, item.stem,
+                        progress=lambda done, total, stem=item.stem:
+                            self.volume_progress.emit(stem, done, total),
+                        cancelled=lambda stem=item.stem: self._cancel_volume(stem))
+                    if result is None:
+                        continue  # stopped, or the user wants another image first
+                    classes, confidence = result
+                else:
+                    classes, confidence = predict_stem(model, sidecar, project, item.stem)
             except SegtoolError as error:
                 self.failed.emit(item.stem, str(error))
                 continue
@@ -106,6 +119,22 @@ class PredictionThread(BackgroundThread):
                 self.failed.emit(item.stem, f"prediction failed: {error}")
                 continue
             self.prediction_ready.emit(item.stem, item.model_name, classes, confidence)
+
+    def _cancel_volume(self, stem: str) -> bool:
+        """Stop predicting volume ``stem``: the thread stops, or another image is on screen
+        (its request waits at CURRENT priority; this volume's is queued again behind it)."""
+        if self.aborted():
+            return True
+        with self._condition:
+            waiting = [r for r in self._queue if r.priority == CURRENT and r.stem != stem]
+        if waiting:
+            with self._condition:
+                if not any(r.stem == stem for r in self._queue):
+                    model = waiting[0].model_name
+                    heapq.heappush(self._queue, _Request(BACKGROUND, next(self._counter),
+                                                         stem, model))
+            return True
+        return False
 
     def _model(self, project: object, name: str) -> tuple[object, dict]:
         from segtool.ml.modelfile import load_model
