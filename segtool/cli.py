@@ -20,6 +20,8 @@ from segtool.core.errors import SegtoolError
 
 if TYPE_CHECKING:
     from segtool.core.project import Project
+    from segtool.ml.cluster import ClusterRole
+    from segtool.ml.distribute import Distribution
     from segtool.ml.session import TrainOutcome
 
 COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
@@ -220,23 +222,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_distributed(args: argparse.Namespace) -> int:
+def _cmd_train_distributed(args: argparse.Namespace, role: ClusterRole) -> int:
     """``segtool train --distributed``: one worker of the job in TF_CONFIG.
 
     The chief holds the project lock (taken by the caller) before it joins, so by the time
     the other workers open the project it is locked; they never take it and write nothing.
     """
     from segtool.core.project import Project
-    from segtool.ml.cluster import ClusterRole
-    from segtool.ml.device import configure_devices
-    from segtool.ml.distribute import cluster_distribution
     from segtool.ml.session import train_project
 
-    role = ClusterRole.from_environment()
-    print(f"{role.describe()}: waiting for all {role.workers} workers to join", flush=True)
-    configure_devices()  # thread counts and GPU memory growth, before the job starts TF
-    distribution = cluster_distribution(role)
-    print(f"joined: {distribution.describe()}", flush=True)
+    distribution = _join(role)
     project = Project.open(args.project)
     if not role.is_chief:
         project.read_only = "a worker of a distributed job: the chief writes"
@@ -245,6 +240,18 @@ def _cmd_train_distributed(args: argparse.Namespace) -> int:
                             distribution=distribution)
     _print_outcome(outcome)
     return 0
+
+
+def _join(role: ClusterRole) -> Distribution:
+    """Wait until every worker of the job has started, then return the job's Distribution."""
+    from segtool.ml.device import configure_devices
+    from segtool.ml.distribute import cluster_distribution
+
+    print(f"{role.describe()}: waiting for all {role.workers} workers to join", flush=True)
+    configure_devices()  # thread counts and GPU memory growth, before the job starts TF
+    distribution = cluster_distribution(role)
+    print(f"joined: {distribution.describe()}", flush=True)
+    return distribution
 
 
 def _progress_printer(project: Project) -> Callable[[object], None]:
@@ -406,9 +413,21 @@ def _train_handler(args: argparse.Namespace) -> int:
     from segtool.ml.cluster import ClusterRole
 
     role = ClusterRole.from_environment()  # a bad TF_CONFIG is refused before anything starts
-    if role.is_chief:
-        return _locked(_cmd_train_distributed, "segtool train --distributed (chief)")(args)
-    return _cmd_train_distributed(args)
+    if not role.is_chief:
+        return _cmd_train_distributed(args, role)
+    from segtool.core.lock import ProjectLock
+    from segtool.core.project import Project
+
+    try:
+        root = Project.open(args.project).root
+        lock = ProjectLock.acquire(root, "segtool train --distributed (chief)")
+    except SegtoolError:
+        # The other workers wait for the chief without a time limit: join, so that they
+        # see it leave and stop with a line of their own, then say why here.
+        _join(role)
+        raise
+    with lock:
+        return _cmd_train_distributed(args, role)
 
 
 _HANDLERS = {

@@ -207,7 +207,8 @@ def _start_workers(roots: list[Path], *options: str) -> list[subprocess.Popen[st
                "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "segtool", "train", str(root), "--distributed", *options],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env))
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT, env=env))
     return workers
 
 
@@ -270,11 +271,12 @@ def test_a_worker_killed_mid_run_stops_the_job_and_no_model_is_written(
     workers = _start_workers([project.root, project.root], "--max-seconds", "120")
     try:
         deadline = time.monotonic() + 120
-        line = ""
-        while not line.startswith("step") and time.monotonic() < deadline:
+        steps = 0
+        while steps < 2 and time.monotonic() < deadline:  # the second: well into training
             line = workers[1].stdout.readline()
             assert line or workers[1].poll() is None, workers[1].stderr.read()[-3000:]
-        assert line.startswith("step"), "the worker never trained"
+            steps += line.startswith("step")
+        assert steps == 2, "the worker never trained"
         workers[1].send_signal(signal.SIGKILL)
         (chief, _, chief_err), _ = _finish(workers)
     finally:
@@ -305,4 +307,21 @@ def test_a_worker_reading_other_labels_is_refused_and_nothing_is_written(
     assert len(worker_errors) == 1 and "must read the same project" in worker_errors[0]
     chief_errors = [line for line in chief_err.splitlines() if line.startswith("segtool:")]
     assert len(chief_errors) == 1 and "worker 1 failed" in chief_errors[0]
+    assert _files(project.root) == before
+
+
+def test_a_chief_refused_by_the_lock_stops_every_worker(make_project) -> None:
+    from segtool.core.lock import ProjectLock
+
+    project = _labelled_project(make_project)
+    before = _files(project.root)
+    with ProjectLock.acquire(project.root, "the segtool window"):
+        (chief, _, chief_err), (worker, _, worker_err) = _finish(
+            _start_workers([project.root, project.root], "--epochs", "1"))
+    assert (chief, worker) == (1, 1)
+    chief_errors = [line for line in chief_err.splitlines() if line.startswith("segtool:")]
+    assert len(chief_errors) == 1 and "in use by the segtool window" in chief_errors[0]
+    # The worker does not wait for ever: it sees the chief go.
+    worker_errors = [line for line in worker_err.splitlines() if line.startswith("segtool:")]
+    assert len(worker_errors) == 1 and "worker 0 failed" in worker_errors[0]
     assert _files(project.root) == before

@@ -181,7 +181,11 @@ def cluster_distribution(role: ClusterRole) -> Distribution:
     """
     global _cluster
     if _cluster is None:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except PEER_FAILURES as error:
+            raise SegtoolError(f"the distributed job stopped while starting: "
+                               f"{_peer_failure(error)}") from None
         devices = tuple(strategy.extended.worker_devices)
         _cluster = Distribution(strategy, devices, role)
         log.info("joined the job as %s: %s", role.describe(), _cluster.describe())
