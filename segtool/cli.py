@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -216,6 +217,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from segtool.ml.session import train_project
 
     project = Project.open(args.project)
+    if os.environ.get("TF_CONFIG", "").strip():
+        logging.getLogger(__name__).warning(
+            "TF_CONFIG is set but --distributed is not: training on this host alone")
     outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
                             from_scratch=args.from_scratch, progress=_progress_printer(project))
     _print_outcome(outcome)

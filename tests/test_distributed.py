@@ -76,6 +76,17 @@ def test_distributed_train_without_tf_config_is_refused_before_tensorflow_starts
     assert not any(project.models_dir.iterdir())
 
 
+def test_train_without_distributed_says_it_ignores_tf_config(
+    make_project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from segtool.cli import main
+
+    project = make_project(n_images=1, size=SIZE)  # nothing labelled: refused before TF
+    monkeypatch.setenv("TF_CONFIG", _tf_config(["a:1", "b:1"]))
+    assert main(["train", str(project.root)]) == 1
+    assert "TF_CONFIG is set but --distributed is not" in caplog.text
+
+
 # --- all devices of a host: MirroredStrategy over two logical CPUs --------------------------
 
 MIRRORED_SCRIPT = r"""
