@@ -42,6 +42,7 @@ class ActionName(str, enum.Enum):
     OPEN_PROJECT = "open_project"
     EXPORT = "export"
     STOP_TRAINING = "stop_training"
+    CONTINUOUS = "continuous"
     ADD_CLASS = "add_class"
     RENAME_CLASS = "rename_class"
     RECOLOUR_CLASS = "recolour_class"
@@ -91,6 +92,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(ActionName.OPEN_PROJECT, "Open project…", ("Ctrl+O",)),
     ActionSpec(ActionName.EXPORT, "Export masks…", ("Ctrl+E",)),
     ActionSpec(ActionName.STOP_TRAINING, "Stop training", ("Ctrl+Shift+T",)),
+    ActionSpec(ActionName.CONTINUOUS, "Continuous learning", ("Ctrl+Shift+L",), True),
     ActionSpec(ActionName.ADD_CLASS, "Add class…", ()),
     ActionSpec(ActionName.RENAME_CLASS, "Rename class…", ()),
     ActionSpec(ActionName.RECOLOUR_CLASS, "Class colour…", ()),
@@ -120,6 +122,9 @@ def shortcut_rows() -> list[tuple[str, str]]:
     """``(keys, what they do)`` for every shortcut, mouse gestures last."""
     rows = [(", ".join(spec.shortcuts), spec.text) for spec in ACTIONS if spec.shortcuts]
     rows.append((", ".join(CLASS_KEYS), "Pick class 0-9"))
+    rows.append(("Up, .", "Next slice of a volume"))
+    rows.append(("Down, ,", "Previous slice of a volume"))
+    rows.append(("Right drag", "Window: horizontal = width, vertical = level"))
     rows.append(("Wheel / Ctrl+wheel", "Zoom about the cursor / brush size"))
     rows.append(("Middle drag, Space+drag", "Pan"))
     return rows

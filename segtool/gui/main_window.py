@@ -35,6 +35,7 @@ from segtool.gui.actions import CLASS_KEYS, ActionName, build_actions
 from segtool.gui.canvas import Canvas, Tool
 from segtool.gui.canvas_tools import TOOL_HINTS
 from segtool.gui.classes_panel import ClassesPanel
+from segtool.gui.continuous import ContinuousController
 from segtool.gui.export_dialog import ExportDialog
 from segtool.gui.first_run_hint import FirstRunHint
 from segtool.gui.image_list import ImageListPanel
@@ -59,7 +60,7 @@ EDITING_ACTIONS = (ActionName.SAVE, ActionName.ADD_IMAGES, ActionName.TRAIN,
                    ActionName.ACCEPT_PREDICTION, ActionName.MARK_REVIEWED,
                    ActionName.ONLY_UNLABELLED, ActionName.UNDO, ActionName.REDO,
                    ActionName.ADD_CLASS, ActionName.RENAME_CLASS, ActionName.RECOLOUR_CLASS,
-                   ActionName.DELETE_CLASS, ActionName.STOP_TRAINING)
+                   ActionName.DELETE_CLASS, ActionName.STOP_TRAINING, ActionName.CONTINUOUS)
 TOOL_ACTIONS = {
     ActionName.BRUSH: Tool.BRUSH, ActionName.ERASER: Tool.ERASER, ActionName.FILL: Tool.FILL,
     ActionName.POLYGON: Tool.POLYGON, ActionName.WAND: Tool.WAND,
@@ -67,7 +68,7 @@ TOOL_ACTIONS = {
 }
 TOOLBAR_LAYOUT = (ActionName.SAVE, ActionName.UNDO, ActionName.REDO, None, *TOOL_ACTIONS,
                   ActionName.ONLY_UNLABELLED, None, ActionName.ACCEPT_PREDICTION,
-                  ActionName.MARK_REVIEWED, ActionName.TRAIN)
+                  ActionName.MARK_REVIEWED, ActionName.TRAIN, ActionName.CONTINUOUS)
 
 
 class MainWindow(QMainWindow):
@@ -155,6 +156,9 @@ class MainWindow(QMainWindow):
         self.training = TrainingController(project, self.training_panel, self.models_panel,
                                            before_start=partial(self.save_current, quiet=True),
                                            parent=self)
+        self.continuous = ContinuousController(
+            self.training, self.training_panel, self.actions_by_name[ActionName.CONTINUOUS],
+            parent=self)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
@@ -165,6 +169,8 @@ class MainWindow(QMainWindow):
         if read_only is not None:
             self._disable_editing()
         self._restore_settings()
+        if read_only is None:
+            self.continuous.restore()  # on again if it was on when the window closed
         self._refresh_classes(current=1 if project.num_classes > 1 else 0)
         self._refresh_image_list()
         keys.remember_project(str(project.root))
@@ -268,6 +274,8 @@ class MainWindow(QMainWindow):
         for news in (self.training.message, self.predictions.message):
             news.connect(self.statusBar().showMessage)
         self.training.failed.connect(self.show_error)
+        self.continuous.message.connect(self.statusBar().showMessage)
+        self.continuous.failed.connect(self.show_error)
         self.predictions.failed.connect(self.show_error)
         self.predictions.current_prediction.connect(self._show_prediction)
         self.predictions.updated.connect(self.image_list.refresh_uncertainty)
@@ -540,6 +548,7 @@ class MainWindow(QMainWindow):
             return False
         if written:
             self._refresh_image_list_entry(self.current_stem)
+            self.continuous.labels_saved()
             self.statusBar().showMessage(f"Saved {self.project.mask_path(self.current_stem)}", 3000)
         return True
 
@@ -552,6 +561,8 @@ class MainWindow(QMainWindow):
             return
         for stem in written:
             self._refresh_image_list_entry(stem)
+        if written:
+            self.continuous.labels_saved()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         if self.training.running and not self._quit_when_trained:
@@ -575,6 +586,7 @@ class MainWindow(QMainWindow):
                 return
         self.autosave_timer.stop()
         tool_events(self.canvas).shutdown()
+        self.continuous.shutdown()
         self.training.shutdown()
         self.predictions.shutdown()
         self._save_settings()

@@ -21,7 +21,7 @@ MENUS: tuple[tuple[str, tuple[A | str | None, ...]], ...] = (
     ("&Image", (A.NEXT_IMAGE, A.PREVIOUS_IMAGE, A.NEXT_UNLABELLED, None, A.MARK_REVIEWED)),
     ("T&ools", (A.BRUSH, A.ERASER, A.FILL, A.POLYGON, A.WAND, A.GRABCUT, A.PAN, None,
                 A.BRUSH_SMALLER, A.BRUSH_LARGER)),
-    ("&Train", (A.TRAIN, A.STOP_TRAINING, None, A.LABEL_NEXT)),
+    ("&Train", (A.TRAIN, A.STOP_TRAINING, A.CONTINUOUS, None, A.LABEL_NEXT)),
     ("&Help", (A.SHORTCUTS, A.ABOUT)),
 )
 

@@ -19,6 +19,7 @@ MASK_OPACITY = "view/mask_opacity"
 PREDICTION_OPACITY = "view/prediction_opacity"
 ACCEPT_THRESHOLD = "predictions/accept_threshold"
 TRAIN_SECONDS = "training/max_seconds"
+CONTINUOUS = "training/continuous"
 
 
 def settings() -> QSettings:
@@ -70,3 +71,11 @@ def last_image(folder: str) -> str | None:
 
 def remember_image(folder: str, stem: str) -> None:
     settings().setValue(_image_key(folder), stem)
+
+
+def read_bool(key: str, default: bool) -> bool:
+    """A stored flag (QSettings may give back "true"/"false" strings)."""
+    value = settings().value(key, default)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)

@@ -30,6 +30,7 @@ class TrainingController(QObject):
     """
 
     model_changed = Signal(str)
+    run_started = Signal()
     run_finished = Signal(object)  # TrainOutcome, or None after a failure
     message = Signal(str, int)  # status-bar news, shown for that many ms
     failed = Signal(str)  # a problem to show until the next message
@@ -77,6 +78,7 @@ class TrainingController(QObject):
         self.thread.finished_training.connect(self._on_finished)
         self.thread.failed.connect(self._on_failed)
         self.thread.start()
+        self.run_started.emit()
         self.message.emit("Training started in the background", 3000)
         return True
 

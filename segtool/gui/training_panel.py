@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -54,6 +55,11 @@ class TrainingPanel(QWidget):
         self.stop_button.setEnabled(False)
         self.train_button.clicked.connect(self.train_requested.emit)
         self.stop_button.clicked.connect(self.stop_requested.emit)
+        self.continuous = QCheckBox("Continuous learning (Ctrl+Shift+L)")
+        self.continuous.setToolTip("Keep training in the background while you label: each "
+                                   "saved mask joins within seconds, and a better model "
+                                   "replaces the current one (at most one every 30 s)")
+        self.continuous_state = QLabel("continuous learning: off")
         self.device_label = QLabel("device: not started")
         self.device_description: str | None = None  # what the last run reported
         self.progress = QProgressBar()
@@ -85,6 +91,8 @@ class TrainingPanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.continuous)
+        layout.addWidget(self.continuous_state)
         layout.addWidget(self.device_label)
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
@@ -191,6 +199,20 @@ class TrainingPanel(QWidget):
             self.progress.setValue(1000)
         colour = "#d03030" if failed else "#30a050"
         self.message.setText(f'<span style="color:{colour}">{message}</span>')
+
+    def set_continuous_state(self, state: str) -> None:
+        """What continuous learning does ("learning", "waiting for new labels", "off")."""
+        self._continuous = state
+        self.continuous_state.setText(f"continuous learning: {state}")
+
+    def show_continuous_slice(self, report: object) -> None:
+        """One slice's news: steps so far, the held-out score against the current model's."""
+        parts = [getattr(self, "_continuous", "learning"), f"{report.total_steps} steps"]
+        if report.val_iou is not None:
+            parts.append(f"val IoU {report.val_iou:.3f}")
+        if report.current_iou is not None:
+            parts.append(f"current model {report.current_iou:.3f}")
+        self.continuous_state.setText("continuous learning: " + " · ".join(parts))
 
     def curve_points(self) -> int:
         """How many loss points are plotted (tests check the plot is live)."""

@@ -403,31 +403,13 @@ def train_project(
         previous_iou = _mean(holdout_iou(
             previous[0], previous_images, result.val_masks, project.num_classes, config))
     became_current = previous_iou is None or (new_iou is not None and new_iou >= previous_iou)
-    class_names = [info.name for info in project.classes]
-    sidecar = {
-        "format": 1,
-        "classes": [{"name": c.name, "colour": list(c.colour)} for c in project.classes],
-        "channels": spec.channels,
-        "normalisation": spec.sidecar_normalisation(),
-        "architecture": {"depth": _model_depth(result.model),
-                         "base_filters": _model_width(result.model)},
-        "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
-                   "class_weights": list(config.class_weights or []) or None,
-                   "rotations": config.rotations, "ema": config.ema,
-                   "reasons": list(recipe.reasons)},
-        "metrics": {
-            "val_iou": dict(zip(class_names, _floats(
-                new_ious if new_ious is not None else result.val_iou), strict=False)),
-            "mean_val_iou": new_iou,
-            "previous_model_val_iou": previous_iou,
-        },
-        "trained_on": list(dict.fromkeys(training_set.stems)),
-        "labelled_pixels": training_set.labelled_pixels,
-        **run,
-        "seconds": round(float(time.monotonic() - started), 2),
-        "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "parent": project.current_model if initial_model is not None else None,
-    }
+    sidecar = model_sidecar(
+        project, result.model, spec, config, recipe.reasons,
+        val_ious=list(new_ious if new_ious is not None else result.val_iou),
+        mean_val=new_iou, previous_val=previous_iou, stems=training_set.stems,
+        labelled_pixels=training_set.labelled_pixels,
+        run={**run, "seconds": round(float(time.monotonic() - started), 2)},
+        parent=project.current_model if initial_model is not None else None)
     path = new_model_path(project)
     save_model(result.model, path, sidecar)
     previous_name = project.current_model
@@ -467,6 +449,39 @@ def _check_same_data_as_chief(distribution: Distribution, project: Project,
             f"{project.num_classes} classes, the chief {int(chiefs[1])} of {int(chiefs[0])} "
             f"classes, or other labelled pixels: every worker must read the same project "
             f"(shared storage, the same files)", project.root)
+
+
+def model_sidecar(
+    project: Project, model: object, spec: InputSpec, config: object,
+    reasons: Sequence[str], val_ious: Sequence[float], mean_val: float | None,
+    previous_val: float | None, stems: Sequence[str], labelled_pixels: int, run: dict,
+    parent: str | None,
+) -> dict:
+    """The sidecar saved beside a trained model (what ModelSidecar reads back): classes,
+    input, architecture, recipe, held-out scores, what it was trained on, and ``run``
+    (steps, seconds, device, ...)."""
+    class_names = [info.name for info in project.classes]
+    return {
+        "format": 1,
+        "classes": [{"name": c.name, "colour": list(c.colour)} for c in project.classes],
+        "channels": spec.channels,
+        "normalisation": spec.sidecar_normalisation(),
+        "architecture": {"depth": _model_depth(model), "base_filters": _model_width(model)},
+        "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
+                   "class_weights": list(config.class_weights or []) or None,
+                   "rotations": config.rotations, "ema": config.ema,
+                   "reasons": list(reasons)},
+        "metrics": {
+            "val_iou": dict(zip(class_names, _floats(val_ious), strict=False)),
+            "mean_val_iou": mean_val,
+            "previous_model_val_iou": previous_val,
+        },
+        "trained_on": list(dict.fromkeys(stems)),
+        "labelled_pixels": int(labelled_pixels),
+        **run,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "parent": parent,
+    }
 
 
 def _no_step_message(max_seconds: float | None, elapsed: float) -> str:

@@ -1,0 +1,341 @@
+"""Continuous learning: one model that keeps training, in short slices, while labels grow.
+
+A :class:`ContinuousTrainer` holds a model, its optimizer and its compiled step in memory for
+as long as continuous learning is on. Before each slice it looks at the project's masks
+(their stamps: inode, size, modification time); when a mask was saved, added or removed it
+rebuilds the training data, the patch sampler and the held-out pixels, never the model,
+which goes on from its current weights. After each slice it scores itself in inference mode
+on the held-out pixels; when it beats the project's current model on the same pixels, and
+the last publication is at least ``PUBLISH_GAP_S`` old, it saves itself under ``models/``
+with a sidecar like any trained model and reports the file: the caller makes it current.
+Only published models are written, so the model list gets no intermediates. When neither
+the labels changed nor the score improved for ``IDLE_AFTER_SLICES`` slices there is nothing
+new to learn and :meth:`run_slice` trains nothing until the labels change again.
+
+The recipe (patch size, model size, class weights, augmentation, normalisation) is the one
+a Ctrl+T run would choose (:mod:`segtool.ml.recipe`), sized for ``NOMINAL_BUDGET_S`` since
+continuous learning has no budget; an existing current model is continued instead, with its
+architecture and input normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from segtool.core.errors import SegtoolError
+from segtool.core.project import Project, file_stamp
+from segtool.ml.backend import keras
+from segtool.ml.data import PatchSampler, split_holdout, validation_crops
+from segtool.ml.losses import mean_iou
+from segtool.ml.recipe import choose_recipe
+from segtool.ml.session import (
+    InputSpec,
+    collect_training_set,
+    load_current_model,
+    model_sidecar,
+    new_model_path,
+)
+from segtool.ml.train import (
+    MAX_VALIDATION_CROPS,
+    TrainConfig,
+    _class_predictor,
+    _compiled_functions,
+    _downsamplings,
+    _starting_model,
+    _Validator,
+)
+from segtool.ml.unet import copy_model, model_classes
+
+log = logging.getLogger(__name__)
+
+SLICE_S = 5.0
+"""Seconds of training between two looks at the labels (a saved mask joins within this)."""
+PUBLISH_GAP_S = 30.0
+"""At most one published model per this many seconds."""
+IDLE_AFTER_SLICES = 6
+"""Slices without new labels and without a better score before training pauses."""
+NOMINAL_BUDGET_S = 300.0
+"""The budget the recipe sizes a new model for."""
+LEARNING_RATE_SCALE = 0.5
+"""The constant learning rate, as a share of the recipe's peak (after a short warm-up)."""
+WARMUP_STEPS = 50
+MIN_GAIN = 1e-3
+"""A score must beat the best so far by this much to count as learning."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceReport:
+    """What one slice did. IoUs are means over classes on this data's held-out pixels."""
+
+    steps: int
+    total_steps: int
+    val_iou: float | None
+    current_iou: float | None  # the model to beat, scored alike before this slice's decision
+    published: Path | None
+    new_labels: bool
+    idle: bool
+    labelled_images: int
+
+
+def _stable_rng(stem: str, index: int, mask: np.ndarray) -> np.random.Generator:
+    """A generator seeded by the crop's identity and content: the same mask keeps the same
+    held-out blocks from one rebuild to the next, so scores stay comparable."""
+    digest = hashlib.blake2b(f"{stem}:{index}".encode() + mask.tobytes(), digest_size=8)
+    return np.random.default_rng(int.from_bytes(digest.digest(), "little"))
+
+
+class ContinuousTrainer:
+    """Trains the project's model in slices (see the module docstring).
+
+    Use from one thread; ``project_root`` is reopened at every look at the labels, so
+    classes and masks saved by the window are seen. Nothing is written but published models.
+    """
+
+    def __init__(self, project_root: Path, overrides: dict | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.project_root = Path(project_root)
+        self.overrides = dict(overrides or {})
+        self.clock = clock
+        self.model: keras.Model | None = None
+        self.spec: InputSpec | None = None
+        self.config: TrainConfig | None = None
+        self.reasons: tuple[str, ...] = ()
+        self.parent: str | None = None
+        self.device = ""  # what configure_devices said, for the sidecar
+        self.total_steps = 0
+        self._key: tuple | None = None
+        self._optimizer: object | None = None
+        self._train_step: Callable | None = None
+        self._predict: Callable | None = None
+        self._sampler: PatchSampler | None = None
+        self._splits: list = []
+        self._validators: dict = {}
+        self._num_classes = 0
+        self._training_set: object | None = None
+        # The model to beat: (model, its input spec, its predictor), its name and score.
+        self._baseline: tuple | None = None
+        self._baseline_name: str | None = None
+        self._baseline_iou: float | None = None
+        self._published_name: str | None = None
+        self._best = -math.inf
+        self._stale = 0
+        self._step_in_model = 0
+        self._last_publish = -math.inf
+        self._started = clock()
+
+    # -- the labels -----------------------------------------------------------------------
+
+    def _labels_key(self, project: Project) -> tuple:
+        stamps = []
+        for stem in project.image_names():
+            stamp = file_stamp(project.mask_path(stem))
+            if stamp is not None:
+                stamps.append((stem, stamp))
+        return (project.num_classes, tuple(stamps))
+
+    def _rebuild(self, project: Project) -> None:
+        """New training data, sampler and held-out pixels; the model only when there is
+        none yet or classes were added (its head widened)."""
+        training_set = collect_training_set(project)
+        if self.model is None:
+            self._create_model(project, training_set)
+        elif model_classes(self.model) < project.num_classes:
+            self._use_model(_starting_model(self.model, self.spec.channels,
+                                            project.num_classes, self.config))
+        assert self.spec is not None and self.config is not None and self.model is not None
+        config = self.config
+        images = training_set.normalised(self.spec)
+        self._splits = [split_holdout(mask, config.holdout_fraction,
+                                      _stable_rng(stem, index, mask), config.holdout_block)
+                        for index, (stem, mask) in enumerate(zip(
+                            training_set.stems, training_set.masks, strict=True))]
+        augmentation = config.augmentation
+        if augmentation is not None:
+            augmentation = dataclasses.replace(augmentation, rotations=config.rotations)
+        self._sampler = PatchSampler(images, [train for train, _ in self._splits],
+                                     config.patch_size,
+                                     np.random.default_rng(self.total_steps), augmentation)
+        self._training_set = training_set
+        self._validators = {}
+        self._num_classes = project.num_classes
+        self._best = self._score(self.model, self.spec, self._predict)
+        self._stale = 0
+        self._baseline_iou = self._score_baseline()
+
+    def _validator(self, spec: InputSpec, multiple: int) -> _Validator:
+        """Held-out crops of the current data as ``spec`` makes them (cached)."""
+        key = (spec, multiple)
+        if key not in self._validators:
+            images = self._training_set.normalised(spec)
+            crops, labels = validation_crops(images, [val for _, val in self._splits],
+                                             self.config.holdout_block,
+                                             self.config.validation_margin, multiple)
+            if len(crops) > MAX_VALIDATION_CROPS:
+                keep = np.sort(np.random.default_rng(0).choice(
+                    len(crops), MAX_VALIDATION_CROPS, replace=False))
+                crops, labels = crops[keep], labels[keep]
+            self._validators[key] = _Validator(crops, labels, self._num_classes)
+        return self._validators[key]
+
+    def _score(self, model: keras.Model, spec: InputSpec,
+               predict: Callable[[np.ndarray], np.ndarray]) -> float:
+        """Mean IoU of ``model`` (inference mode) on the held-out pixels; -inf if none."""
+        validate = self._validator(spec, 2 ** _downsamplings(model))
+        if validate.empty:
+            return -math.inf
+        value = mean_iou(np.asarray(validate(predict)))
+        return -math.inf if math.isnan(value) else float(value)
+
+    def _score_baseline(self) -> float | None:
+        """The model to beat (the last published, else the project's current one) on the
+        current held-out pixels; None when there is none."""
+        if self._baseline is None:
+            return None
+        model, spec, predict = self._baseline
+        if model_classes(model) != self._num_classes:
+            return None
+        score = self._score(model, spec, predict)
+        return None if score == -math.inf else score
+
+    def _load_baseline(self, project: Project) -> None:
+        """The project's current model becomes the one to beat (None if unusable)."""
+        self._baseline, self._baseline_name = None, project.current_model
+        if not project.current_model:
+            return
+        try:
+            loaded = load_current_model(project)
+        except SegtoolError as error:
+            log.warning("continuous learning: current model unusable: %s", error.problem)
+            return
+        if loaded is not None:
+            self._baseline = (loaded[0], InputSpec.from_sidecar(loaded[1]),
+                              _class_predictor(loaded[0]))
+
+    def _create_model(self, project: Project, training_set: object) -> None:
+        from segtool.ml.device import reference_steps_per_second
+
+        previous = None
+        if project.current_model:
+            try:
+                previous = load_current_model(project, channels=training_set.channels)
+            except SegtoolError as error:
+                log.warning("continuous learning starts a new model: %s", error.problem)
+        recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
+                               training_set.per_channel, reference_steps_per_second(),
+                               NOMINAL_BUDGET_S)
+        fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
+                  **{k: v for k, v in self.overrides.items() if k != "per_channel"}}
+        self.config = TrainConfig(max_seconds=None, epochs=1, **fields)
+        if previous is not None:
+            self.spec = InputSpec.from_sidecar(previous[1])
+            self.parent = project.current_model
+            self.reasons = (f"continues {project.current_model}: its architecture and input "
+                            "normalisation", *(r for r in recipe.reasons if not r.startswith(
+                                ("U-Net", "per-channel", "channels"))))
+            model = _starting_model(previous[0], self.spec.channels, project.num_classes,
+                                    self.config)
+        else:
+            per_channel = bool(self.overrides.get("per_channel", recipe.per_channel))
+            self.spec = InputSpec(training_set.channels, per_channel)
+            self.reasons = recipe.reasons
+            model = _starting_model(None, self.spec.channels, project.num_classes, self.config)
+        self.reasons = ("continuous learning", *self.reasons)
+        self._use_model(model)
+
+    def _use_model(self, model: keras.Model) -> None:
+        assert self.config is not None
+        self.model = model
+        self._optimizer = keras.optimizers.AdamW(learning_rate=self.config.learning_rate,
+                                                 weight_decay=self.config.weight_decay)
+        self._train_step, self._predict = _compiled_functions(model, self._optimizer,
+                                                              self.config)
+        self._step_in_model = 0
+
+    # -- one slice -------------------------------------------------------------------------
+
+    def run_slice(self, seconds: float = SLICE_S,
+                  cancel: Callable[[], bool] | None = None) -> SliceReport:
+        """Look at the labels, train about ``seconds``, score, and publish if better.
+
+        Raises SegtoolError when nothing is labelled or a mask does not fit its image.
+        """
+        project = Project.open(self.project_root)
+        if project.current_model not in (self._baseline_name, self._published_name):
+            self._load_baseline(project)  # first slice, or the user chose another model
+            self._key = None  # rescore on fresh held-out pixels
+        key = self._labels_key(project)
+        new_labels = key != self._key
+        if new_labels:
+            self._rebuild(project)
+            self._key = key
+        labelled = len(set(self._training_set.stems))
+        if not new_labels and self._stale >= IDLE_AFTER_SLICES:
+            return SliceReport(0, self.total_steps, self._best_or_none(), self._baseline_iou,
+                               None, False, True, labelled)
+        steps = self._train(seconds, cancel)
+        score = self._score(self.model, self.spec, self._predict)
+        if score > self._best + MIN_GAIN:
+            self._best, self._stale = score, 0
+        else:
+            self._stale += 1
+        baseline = self._baseline_iou
+        published = None
+        beats = baseline is None or score > baseline + MIN_GAIN
+        if (steps and score > -math.inf and beats
+                and self.clock() - self._last_publish >= PUBLISH_GAP_S):
+            published = self._publish(project, score)
+        return SliceReport(steps, self.total_steps, None if score == -math.inf else score,
+                           baseline, published, new_labels, False, labelled)
+
+    def _best_or_none(self) -> float | None:
+        return None if self._best == -math.inf else self._best
+
+    def _train(self, seconds: float, cancel: Callable[[], bool] | None) -> int:
+        assert self.config is not None and self._sampler is not None
+        end = self.clock() + seconds
+        peak = self.config.learning_rate * LEARNING_RATE_SCALE
+        steps = 0
+        while self.clock() < end and not (cancel is not None and cancel()):
+            warm = min(1.0, (self._step_in_model + 1) / WARMUP_STEPS)
+            self._optimizer.learning_rate = peak * warm
+            images, labels = self._sampler.sample(self.config.batch_size)
+            self._train_step(images, labels)
+            steps += 1
+            self._step_in_model += 1
+        self.total_steps += steps
+        return steps
+
+    def _publish(self, project: Project, score: float) -> Path:
+        """Save a copy of the model with its sidecar under models/; the caller makes it
+        current (on its own Project: one writer of segtool.json)."""
+        from segtool.ml.modelfile import save_model
+
+        assert self.model is not None and self.spec is not None and self.config is not None
+        model = copy_model(self.model)
+        training_set = self._training_set
+        validate = self._validator(self.spec, 2 ** _downsamplings(self.model))
+        sidecar = model_sidecar(
+            project, model, self.spec, self.config, self.reasons,
+            val_ious=list(validate(self._predict)),
+            mean_val=score, previous_val=self._baseline_iou,
+            stems=training_set.stems, labelled_pixels=training_set.labelled_pixels,
+            run={"steps": int(self.total_steps), "device": self.device,
+                 "seconds": round(float(self.clock() - self._started), 2),
+                 "cancelled": False, "continuous": True},
+            parent=self._published_name or self._baseline_name)
+        path = new_model_path(project)
+        save_model(model, path, sidecar)
+        self._last_publish = self.clock()
+        self._baseline = (model, self.spec, _class_predictor(model))
+        self._baseline_iou = score
+        self._published_name = path.name
+        log.info("continuous learning published %s (val IoU %.3f)", path.name, score)
+        return path

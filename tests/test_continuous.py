@@ -1,0 +1,104 @@
+"""Continuous learning (segtool.ml.continuous): slices of training on a growing label set."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from segtool.core.masks import UNLABELLED
+from segtool.core.models import list_models, read_sidecar
+from segtool.core.project import Project
+from segtool.core.synthetic import nuclei_image
+from segtool.ml import continuous
+from segtool.ml.continuous import ContinuousTrainer
+
+SIZE = 64
+TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tensorflow_started():
+    from segtool.ml.device import configure_devices, reference_steps_per_second
+
+    configure_devices()
+    reference_steps_per_second()
+
+
+class Clock:
+    """Real time plus a jump the test can add (to pass the publishing gap at once)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def _label_half(project, stem, seed):
+    _, truth = nuclei_image(size=SIZE, seed=seed)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
+    project.save_mask(stem, mask)
+
+
+def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project, "img-1", 1)
+    clock = Clock()
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=clock)
+    first = trainer.run_slice(1.5)
+    assert first.new_labels and first.labelled_images == 1 and first.steps > 0
+    assert first.published is not None and first.published.parent == project.models_dir
+    sidecar = read_sidecar(first.published)
+    assert sidecar["trained_on"] == ["img-1"] and sidecar["continuous"] is True
+    assert sidecar["metrics"]["mean_val_iou"] == pytest.approx(first.val_iou)
+    assert project.current_model is None  # making it current is the caller's job
+    model = trainer.model
+
+    second = trainer.run_slice(0.5)  # within the publishing gap: nothing written
+    assert not second.new_labels and second.published is None
+    assert [m.name for m in list_models(project.models_dir)] == [first.published.name]
+
+    _label_half(project, "img-2", 2)  # the window saves another mask
+    clock.offset += continuous.PUBLISH_GAP_S
+    third = trainer.run_slice(1.0)
+    assert third.new_labels and third.labelled_images == 2
+    assert trainer.model is model  # the data were rebuilt, not the model
+    assert third.total_steps == first.steps + second.steps + third.steps
+    # The last published model, rescored on the new held-out pixels, is the one to beat.
+    assert third.current_iou is not None
+    if third.published is not None:
+        assert third.val_iou > third.current_iou
+        assert read_sidecar(third.published)["trained_on"] == ["img-1", "img-2"]
+        assert read_sidecar(third.published)["parent"] == first.published.name
+
+
+def test_pauses_when_there_is_nothing_new_to_learn(make_project, monkeypatch):
+    project = make_project(n_images=1, size=SIZE)
+    _label_half(project, "img-1", 1)
+    monkeypatch.setattr(continuous, "MIN_GAIN", 10.0)  # no slice counts as progress
+    trainer = ContinuousTrainer(project.root, overrides=TINY)
+    reports = [trainer.run_slice(0.2) for _ in range(continuous.IDLE_AFTER_SLICES + 1)]
+    assert all(r.steps > 0 for r in reports[:-1])
+    assert reports[-1].idle and reports[-1].steps == 0
+    _label_half(Project.open(project.root), "img-1", 3)  # new labels wake it up
+    woken = trainer.run_slice(0.2)
+    assert woken.new_labels and not woken.idle and woken.steps > 0
+
+
+def test_a_current_model_is_continued_and_must_be_beaten(make_project):
+    from segtool.ml.session import train_project
+
+    project = make_project(n_images=1, size=SIZE)
+    _label_half(project, "img-1", 1)
+    outcome = train_project(project, max_seconds=None, epochs=1, config_overrides=TINY)
+    assert outcome.became_current
+    trainer = ContinuousTrainer(project.root, overrides=TINY)
+    report = trainer.run_slice(0.5)
+    assert report.current_iou is not None  # the current model scored on the same pixels
+    assert trainer.parent == outcome.model_path.name
+    if report.published is not None:
+        assert report.val_iou > report.current_iou
+        assert read_sidecar(report.published)["parent"] == outcome.model_path.name

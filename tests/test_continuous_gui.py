@@ -1,0 +1,92 @@
+"""Continuous learning in the window: the toggle, a newly saved mask joining, models made
+current, Ctrl+T pausing it, and the toggle surviving a restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+from qt_events import drag
+
+from segtool.core.masks import UNLABELLED
+from segtool.core.models import read_sidecar
+from segtool.core.synthetic import nuclei_image
+from segtool.gui.actions import ActionName
+from segtool.gui.main_window import MainWindow
+from segtool.ml import continuous
+
+SIZE = 64
+TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
+
+
+def _open(qtbot, project):
+    window = MainWindow(project, ask=lambda title, question: True)
+    window.training.config_overrides = dict(TINY)
+    window.continuous.config_overrides = dict(TINY)
+    window.continuous.slice_seconds = 1.0
+    qtbot.addWidget(window)
+    window.resize(1000, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()  # window shortcuts need the active window
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    window.canvas.setFocus()
+    return window
+
+
+@pytest.fixture
+def project(make_project):
+    project = make_project(n_images=2, size=SIZE)
+    _, truth = nuclei_image(size=SIZE, seed=1)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
+    project.save_mask("img-1", mask)
+    return project
+
+
+def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
+        qtbot, qsettings_tmp, project, monkeypatch):
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    window = _open(qtbot, project)
+    action = window.actions_by_name[ActionName.CONTINUOUS]
+    assert action in window.toolbar.actions() and not action.isChecked()
+    with qtbot.waitSignal(window.training.model_changed, timeout=120_000) as changed:
+        qtbot.keyClick(window.canvas.viewport(), Qt.Key_L,
+                       Qt.ControlModifier | Qt.ShiftModifier)
+        assert window.continuous.running and window.training_panel.continuous.isChecked()
+    first = changed.args[0]
+    assert window.project.current_model == first
+    assert first in window.models_panel.names()
+    assert read_sidecar(window.project.models_dir / first)["trained_on"] == ["img-1"]
+
+    # The user labels the second image and saves: it joins the training data.
+    assert window.open_image("img-2")
+    window.select_class(1)
+    drag(window.canvas, [(10, 10), (40, 40)])
+    thread = window.continuous.thread
+    with qtbot.waitSignal(thread.slice_done, timeout=60_000,
+                          check_params_cb=lambda report: report.labelled_images == 2):
+        qtbot.keyClick(window.canvas.viewport(), Qt.Key_S, Qt.ControlModifier)
+
+    # Ctrl+T pauses it for the run and lets it go on afterwards.
+    window.training_panel.budget.setValue(5)
+    qtbot.keyClick(window.canvas.viewport(), Qt.Key_T, Qt.ControlModifier)
+    assert window.training.running and thread.paused
+    qtbot.waitUntil(lambda: not window.training.running, timeout=120_000)
+    assert not thread.paused and thread.isRunning()
+    window.close()  # stops the worker (waiting for a step that is under way to end)
+    qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
+
+    again = _open(qtbot, type(project).open(project.root))
+    assert again.actions_by_name[ActionName.CONTINUOUS].isChecked()
+    assert again.continuous.running
+    worker = again.continuous.thread
+    qtbot.keyClick(again.canvas.viewport(), Qt.Key_L, Qt.ControlModifier | Qt.ShiftModifier)
+    assert not again.continuous.running  # off at once; the worker ends after its step
+    qtbot.waitUntil(lambda: not worker.isRunning(), timeout=60_000)
+    assert again.training_panel.continuous_state.text() == "continuous learning: off"
+    again.close()
+    third = _open(qtbot, type(project).open(project.root))
+    assert not third.continuous.running  # off is remembered too
+    third.close()
