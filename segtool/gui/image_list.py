@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+import re
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
@@ -17,6 +19,21 @@ STATUS_COLOURS = {
     ImageStatus.UNREADABLE: QColor(210, 40, 40),
 }
 ALL = "all"
+_MODEL_TIME = re.compile(r"model-(\d{4})(\d\d)(\d\d)-(\d\d)(\d\d)\d\d")
+
+
+def model_label(name: str | None) -> str:
+    """"model of 14:02" (of 2026-11-24 14:02 for an older day) from a model's file name."""
+    if not name:
+        return "current model"
+    found = _MODEL_TIME.match(name)
+    if found is None:
+        return f"model {name}"
+    year, month, day, hour, minute = found.groups()
+    when = f"{hour}:{minute}"
+    if _dt.date.today().isoformat() != f"{year}-{month}-{day}":
+        when = f"{year}-{month}-{day} {when}"
+    return f"model of {when}"
 
 
 class ImageListPanel(QWidget):
@@ -47,6 +64,7 @@ class ImageListPanel(QWidget):
         self._status: dict[str, ImageStatus] = {}
         self._reasons: dict[str, str] = {}
         self._uncertainty: Callable[[str], float | None] = lambda _stem: None
+        self._model: Callable[[], str | None] = lambda: None
         self._slices: Callable[[str], tuple[int, int] | None] = lambda _stem: None
 
     def set_images(self, stems: list[str], status: dict[str, ImageStatus],
@@ -57,9 +75,12 @@ class ImageListPanel(QWidget):
         self._reasons = dict(reasons or {})
         self._rebuild()
 
-    def set_uncertainty_source(self, source: Callable[[str], float | None]) -> None:
-        """Where "sort by uncertainty" gets each image's mean uncertainty (None = unknown)."""
+    def set_uncertainty_source(self, source: Callable[[str], float | None],
+                               model: Callable[[], str | None] = lambda: None) -> None:
+        """Where "sort by uncertainty" gets each image's mean uncertainty (None = unknown),
+        and the name of the model it comes from (for the tooltip)."""
         self._uncertainty = source
+        self._model = model
         self._rebuild()
 
     def set_slices_source(self, source: Callable[[str], tuple[int, int] | None]) -> None:
@@ -119,7 +140,7 @@ class ImageListPanel(QWidget):
         status = self._status.get(stem, ImageStatus.UNLABELLED)
         label = status.value.replace("_", " ")
         uncertainty = self._uncertainty(stem)
-        extra = f"  ?{uncertainty:.2f}" if uncertainty is not None else ""
+        extra = f"   uncertainty {uncertainty:.2f}" if uncertainty is not None else ""
         slices = self._slices(stem)
         if slices is not None:
             label += f", {slices[0]}/{slices[1]} slices"
@@ -127,7 +148,7 @@ class ImageListPanel(QWidget):
         item.setForeground(QBrush(STATUS_COLOURS[status]))
         tip = self._reasons.get(stem, label)
         if uncertainty is not None:
-            tip += f"\nmean uncertainty of the model's prediction: {uncertainty:.3f}"
+            tip += f"\nmean uncertainty {uncertainty:.2f} ({model_label(self._model())})"
         item.setToolTip(tip)
 
     def _apply_filter(self) -> None:

@@ -279,7 +279,8 @@ class MainWindow(QMainWindow):
         self.predictions.failed.connect(self.show_error)
         self.predictions.current_prediction.connect(self._show_prediction)
         self.predictions.updated.connect(self.image_list.refresh_uncertainty)
-        self.image_list.set_uncertainty_source(self.predictions.uncertainty)
+        self.image_list.set_uncertainty_source(self.predictions.uncertainty,
+                                               lambda: self.predictions.model_name)
         for digit in CLASS_KEYS:
             action = QAction(f"Class {digit}", self)
             action.setShortcut(QKeySequence(digit))
