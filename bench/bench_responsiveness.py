@@ -29,6 +29,7 @@ Goals: p99 lateness <= 50 ms and brush p95 <= 2x idle during training; a save re
 disk within 0.5 s.
 
     python bench/bench_responsiveness.py [--seconds 10] [--training-seconds 15]
+    python bench/bench_responsiveness.py --continuous   (continuous learning instead)
 
 Writes only into a temporary folder. On a shared 2-core machine the figures move with the
 load average, which is printed before and after.
@@ -274,6 +275,61 @@ def cpu_row(phase: Phase) -> str:
             f"{groups['busy niced']:>8.0f}")
 
 
+def continuous_main(args: argparse.Namespace) -> int:
+    """Idle, then continuous learning on (its start-up until the first slice, then
+    ``--training-seconds`` of strokes and saves, each save joining the training data)."""
+    load_before = loadavg()
+    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
+        window = open_window(Path(scratch))
+        probe = LatenessProbe()
+        probe.start()
+        counter = [0]
+        run_loop(1.0)
+        idle = measure(Phase("idle"), window, args.seconds, args.moves, args.saves, counter)
+        reports: list[object] = []
+        published: list[str] = []
+        started = time.perf_counter()
+        QTest.keyClick(window.canvas.viewport(), Qt.Key.Key_L,
+                       Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        thread = window.continuous.thread
+        if thread is None:
+            raise SystemExit("Ctrl+Shift+L did not start continuous learning")
+        thread.slice_done.connect(reports.append)
+        thread.published.connect(published.append)
+        startup = measure(Phase("start-up"), window, 600.0, args.moves, 0, counter,
+                          until=lambda: bool(reports))
+        learning = measure(Phase("continuous"), window, args.training_seconds, args.moves,
+                           args.saves, counter)
+        state = window.training_panel.continuous_state.text()
+        probe.timer.stop()
+        window.close()
+    late = probe.between(learning.start, learning.end)
+    header = f"{'timer lateness (ms)':<22} {'ticks':>6} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"
+    print(header)
+    print("-" * len(header))
+    for phase in (idle, startup, learning):
+        print(lateness_row(phase.name, probe.between(phase.start, phase.end)))
+    print()
+    for phase in (idle, startup, learning):
+        if phase.moves:
+            print(f"brush {phase.name:<16} p50 {statistics.median(phase.moves) * 1e3:6.2f} ms, "
+                  f"p95 {percentile(phase.moves, 0.95) * 1e3:6.2f} ms, "
+                  f"p95/idle {percentile(phase.moves, 0.95) / percentile(idle.moves, 0.95):.2f}")
+    for phase in (idle, learning):
+        print(cpu_row(phase))
+    ratio = percentile(learning.moves, 0.95) / percentile(idle.moves, 0.95)
+    print(f"first slice {startup.end - started:.1f} s after Ctrl+Shift+L; {len(reports)} slices, "
+          f"{reports[-1].total_steps if reports else 0} steps, {len(published)} models "
+          f"published; panel: {state!r}")
+    print(f"goals while learning: p99 lateness {percentile(late, 0.99) * 1e3:.1f} ms "
+          f"(<= {LATENESS_GOAL_S * 1e3:.0f}: "
+          f"{'ok' if percentile(late, 0.99) <= LATENESS_GOAL_S else 'MISSED'}); brush p95 "
+          f"{ratio:.2f}x idle (<= {BRUSH_RATIO_GOAL:.0f}x: "
+          f"{'ok' if ratio <= BRUSH_RATIO_GOAL else 'MISSED'})")
+    print(f"load average before {load_before}, after {loadavg()}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="idle phase length")
@@ -284,7 +340,11 @@ def main(argv: list[str]) -> int:
                         help="training budget in s (training is stopped after measuring)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="folder for the temporary project (default: the system's)")
+    parser.add_argument("--continuous", action="store_true",
+                        help="measure continuous learning (Ctrl+Shift+L) instead of Ctrl+T")
     args = parser.parse_args(argv)
+    if args.continuous:
+        return continuous_main(args)
 
     load_before = loadavg()
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
