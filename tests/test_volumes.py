@@ -217,6 +217,12 @@ def test_a_label_volume_that_does_not_fit_is_set_aside(tmp_path):
     opened = Workspace(project).open("ct")
     assert "kept it as ct.nii.gz.bad-" in opened.messages[0]
     assert np.all(opened.document.mask == 255)
+    labels = np.full((12, 10, 5), 255, np.uint8)
+    labels[3, 4, 2] = 7  # the project has classes 0 and 1
+    write_nifti(project.mask_path("ct"), labels,
+                nibabel.load(str(project.image_path("ct"))).affine)
+    opened = Workspace(project).open("ct")
+    assert "holds class index 7" in opened.messages[0]
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -344,6 +350,15 @@ def test_new_train_predict_export_a_volume_from_the_command_line(tmp_path, capsy
     np.testing.assert_allclose(predicted.affine, project.volume_info("abdomen").affine)
     classes = np.asanyarray(predicted.dataobj)
     assert classes.shape == (48, 48, 6) and classes.max() < 2  # every voxel gets a class
+
+    # The window's worker predicts slice by slice with progress and stops when told to.
+    from segtool.ml.session import load_current_model, predict_volume
+
+    model, sidecar = load_current_model(Project.open(root))
+    done: list[tuple[int, int]] = []
+    stopped = predict_volume(model, sidecar, project, "abdomen", progress=lambda *p:
+                             done.append(p), cancelled=lambda: len(done) >= 2)
+    assert stopped is None and done == [(1, 6), (2, 6)]
 
     assert main(["export", str(root), "--out", str(tmp_path / "nii"), "--format", "nifti"]) == 0
     out = capsys.readouterr().out

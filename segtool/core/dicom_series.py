@@ -11,7 +11,6 @@ project to keep: NIfTI has no place for them.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from collections.abc import Iterable
@@ -21,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from segtool.core.atomic import atomic_write_bytes
 from segtool.core.errors import SegtoolError
 from segtool.core.images import DEFAULT_MAX_PIXELS
+from segtool.core.volumes import write_nifti_gz
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +208,6 @@ def convert_series(series: DicomSeries, target: Path,
     Returns the slice count and the series' display defaults. The voxel count is checked
     from the headers before any pixel is decoded.
     """
-    import nibabel
-
     source = series.files[0].parent if len(series.files) > 1 else series.files[0]
     headers = [_header(file) for file in series.files]
     if any(h is None for h in headers):
@@ -228,27 +225,23 @@ def convert_series(series: DicomSeries, target: Path,
         order, affine = [0], _multiframe_affine(headers[0])
     else:
         order, affine = series_geometry(headers, source)
-    stack = np.empty((slices, rows, cols), dtype=np.float32)
-    integral = True
+    rescales = [(float(h.get("RescaleSlope", 1.0) or 1.0),
+                 float(h.get("RescaleIntercept", 0.0) or 0.0)) for h in headers]
+    integral = all(slope.is_integer() and intercept.is_integer()
+                   for slope, intercept in rescales)
+    # Integer HU in int16 (CT), anything else float32; a slice out of int16's range turns
+    # the stack float.
+    stack = np.empty((slices, rows, cols), dtype=np.int16 if integral else np.float32)
     position = 0
     for index in order:
-        pixels = _pixels(series.files[index])
-        header = headers[index]
-        slope = float(header.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(header.get("RescaleIntercept", 0.0) or 0.0)
-        integral &= slope.is_integer() and intercept.is_integer()
-        pixels = pixels.reshape((-1, rows, cols)).astype(np.float32) * slope + intercept
+        slope, intercept = rescales[index]
+        pixels = _pixels(series.files[index]).reshape((-1, rows, cols)).astype(np.float32)
+        pixels = pixels * np.float32(slope) + np.float32(intercept)
+        if stack.dtype == np.int16 and (pixels.min() < -32768 or pixels.max() > 32767):
+            stack = stack.astype(np.float32)
         stack[position : position + len(pixels)] = pixels
         position += len(pixels)
-    data: np.ndarray = stack
-    if integral and stack.min() >= -32768 and stack.max() <= 32767:
-        data = stack.astype(np.int16)
-    voxels = np.asfortranarray(data.transpose(2, 1, 0))  # (K, rows, cols) -> (I, J, K)
-    image = nibabel.Nifti1Image(voxels, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    atomic_write_bytes(target, gzip.compress(image.to_bytes(), compresslevel=1))
+    write_nifti_gz(target, stack.transpose(2, 1, 0), affine)  # (K, rows, cols) -> (I, J, K)
     return slices, display_defaults(headers[len(headers) // 2])
 
 

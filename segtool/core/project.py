@@ -335,7 +335,7 @@ class Project:
             write_label_volume(path, labels, info)
             self._mask_stamps[stem] = file_stamp(path)
             record = self._record(stem)
-            labelled = int(np.count_nonzero((labels != UNLABELLED).any(axis=(1, 2))))
+            labelled = int(np.count_nonzero(labels.min(axis=(1, 2)) != UNLABELLED))
             old = dict(record)
             record["labelled_slices"] = labelled
             if record["status"] != ImageStatus.REVIEWED.value:
@@ -785,9 +785,15 @@ def _dicom_display(file: Path) -> dict[str, Any]:
 
 
 def _check_classes(labels: np.ndarray, num_classes: int, path: Path) -> None:
-    """SegtoolError naming ``path`` when ``labels`` holds an index beyond the classes."""
-    values = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
-    unknown = [int(v) for v in values if v >= num_classes and v != UNLABELLED]
+    """SegtoolError naming ``path`` when ``labels`` holds an index beyond the classes.
+
+    A lookup a slice at a time: a bincount of a CT label volume would take seconds and
+    eight times its memory."""
+    valid = np.zeros(256, dtype=bool)
+    valid[: min(num_classes, UNLABELLED)] = True
+    valid[UNLABELLED] = True
+    unknown = [int(np.max(np.where(valid[plane], 0, plane)))
+               for plane in labels if not valid[plane].all()]
     if unknown:
         raise SegtoolError(f"label volume holds class index {unknown[0]}, but the project has "
                            f"{num_classes} classes (0..{num_classes - 1}, 255 = unlabelled)",

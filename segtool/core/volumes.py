@@ -18,6 +18,7 @@ before anything is decoded.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from segtool.core.atomic import atomic_write_bytes
+from segtool.core.atomic import atomic_writer
 from segtool.core.errors import SegtoolError
 from segtool.core.files import read_regular_bytes
 from segtool.core.images import DEFAULT_MAX_PIXELS
@@ -39,6 +40,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 # A TIFF stack's masks: pages shown as stored are LPS-aligned, i.e. RAS diag(-1, -1, 1).
 TIFF_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LPS = np.array([-1.0, -1.0, 1.0])  # RAS <-> LPS: x and y change sign
+_READ_CHUNK = 1 << 24  # bytes decompressed at a time into a volume's array
 
 # Screen right and screen down, in LPS, for a slice whose normal is mostly along L, P or S.
 _SCREEN_AXES = {
@@ -185,7 +187,11 @@ def _tiff_stack_pages(file: Path) -> int:
         if "Z" in axes or "I" in axes or "Q" in axes:
             depth_axis = next(i for i, a in enumerate(axes) if a in "ZIQ")
             return int(shape[depth_axis])
-        return 1 if len(tif.pages) < 2 else len(tif.pages)
+        pages = tif.pages
+        if len(pages) < 2:
+            return 1
+        first = pages[0].shape  # a thumbnail or a pyramid level is no slice: a 2D image
+        return len(pages) if all(page.shape == first for page in pages) else 1
 
 
 # --- headers ----------------------------------------------------------------------------------
@@ -294,13 +300,41 @@ def read_volume(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXE
 
 def _nifti_view(info: VolumeInfo) -> np.ndarray:
     image = _nifti_image(info.path)
-    data = np.asanyarray(image.dataobj)
+    slope, inter = image.header.get_slope_inter()
+    if slope in (None, 1.0) and inter in (None, 0.0):
+        data = _read_voxels(info.path, image)  # straight into the array: no second copy
+    else:
+        data = np.asanyarray(image.dataobj)
     data = data.reshape(data.shape[:3] + ((info.channels,) if info.channels > 1 else ()))
     if data.dtype.name != info.dtype:
         data = data.astype(info.dtype)
     view = info.layout.to_view(data)
     # Slices contiguous in memory: a slice switch then costs a view, not a copy.
     return np.ascontiguousarray(view)
+
+
+def _read_voxels(file: Path, image: Any) -> np.ndarray:
+    """The unscaled voxels of a NIfTI file, decompressed straight into their array (nibabel
+    would hold the decompressed bytes and the array at once: twice the volume's memory)."""
+    header = image.header
+    dtype = np.dtype(header.get_data_dtype())
+    shape = tuple(int(n) for n in image.shape)
+    flat = np.empty(int(np.prod(shape)), dtype=dtype)
+    buffer = memoryview(flat).cast("B")
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    with opener(file, "rb") as handle:
+        # The proxy knows where the voxels start (a single file's header may say 0).
+        handle.seek(int(getattr(image.dataobj, "offset", header.get_data_offset())))
+        filled = 0
+        while filled < len(buffer):
+            # In pieces: GzipFile.readinto reads into a temporary of the size asked for.
+            count = handle.readinto(buffer[filled : filled + _READ_CHUNK])
+            if not count:
+                raise EOFError(f"the voxel data ends after {filled:,} of {len(buffer):,} bytes")
+            filled += count
+    if not dtype.isnative:
+        flat = flat.astype(dtype.newbyteorder("="))
+    return flat.reshape(shape, order="F")
 
 
 def _tiff_view(info: VolumeInfo) -> np.ndarray:
@@ -319,24 +353,52 @@ def _tiff_view(info: VolumeInfo) -> np.ndarray:
 def encode_label_volume(labels: np.ndarray, info: VolumeInfo) -> bytes:
     """``labels`` ((Z, H, W) uint8, view layout) as gzipped NIfTI-1 bytes in ``info``'s
     geometry: the image's voxel order and affine, so any NIfTI reader overlays them."""
-    import nibabel
-
-    if labels.dtype != np.uint8 or labels.shape != info.shape[:3]:
-        raise ValueError(f"label volume {labels.dtype} {labels.shape} does not match the "
-                         f"image's {info.shape[:3]}")
-    voxels = np.asfortranarray(info.layout.to_voxels(labels))
-    image = nibabel.Nifti1Image(voxels, info.affine)
-    image.header.set_data_dtype(np.uint8)
-    image.header.set_xyzt_units("mm")
-    image.set_qform(info.affine, code=1)
-    image.set_sform(info.affine, code=1)
-    image.header["intent_name"] = b"segtool labels"
-    return gzip.compress(image.to_bytes(), compresslevel=1)
+    buffer = io.BytesIO()
+    _write_nifti_gz(buffer, _label_voxels(labels, info), info.affine, b"segtool labels")
+    return buffer.getvalue()
 
 
 def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, info: VolumeInfo) -> None:
-    """Write ``labels`` ((Z, H, W) uint8, view layout) atomically as ``.nii.gz``."""
-    atomic_write_bytes(path, encode_label_volume(labels, info))
+    """Write ``labels`` ((Z, H, W) uint8, view layout) atomically as ``.nii.gz``, compressed
+    as it is written (no copy of the volume in memory)."""
+    voxels = _label_voxels(labels, info)
+    with atomic_writer(path, "wb") as handle:
+        _write_nifti_gz(handle, voxels, info.affine, b"segtool labels")
+
+
+def _label_voxels(labels: np.ndarray, info: VolumeInfo) -> np.ndarray:
+    if labels.dtype != np.uint8 or labels.shape != info.shape[:3]:
+        raise ValueError(f"label volume {labels.dtype} {labels.shape} does not match the "
+                         f"image's {info.shape[:3]}")
+    return info.layout.to_voxels(labels)
+
+
+def write_nifti_gz(path: str | os.PathLike[str], voxels: np.ndarray, affine: np.ndarray) -> None:
+    """Write ``voxels`` ((I, J, K), any layout in memory) with RAS ``affine`` atomically as
+    a gzipped NIfTI-1 file, streamed."""
+    with atomic_writer(path, "wb") as handle:
+        _write_nifti_gz(handle, voxels, affine)
+
+
+def _write_nifti_gz(handle: Any, voxels: np.ndarray, affine: np.ndarray,
+                    intent: bytes = b"") -> None:
+    """A NIfTI-1 single file (header, then the voxels in Fortran order) gzipped into
+    ``handle`` a slab at a time; qform and sform both give ``affine``, units mm."""
+    import nibabel
+
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(voxels.shape)
+    header.set_data_dtype(voxels.dtype)
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header.set_xyzt_units("mm")
+    header["vox_offset"] = 352
+    if intent:
+        header["intent_name"] = intent
+    with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1, mtime=0) as stream:
+        stream.write(header.binaryblock + b"\0\0\0\0")  # 348 bytes, no extensions: 352
+        for k in range(voxels.shape[2]):  # Fortran order: slab k after slab k - 1
+            stream.write(np.ascontiguousarray(voxels[:, :, k].T).tobytes())
 
 
 def read_label_volume(path: str | os.PathLike[str], info: VolumeInfo) -> np.ndarray:
