@@ -41,3 +41,23 @@ def test_qt_warnings_go_to_the_debug_log_not_the_terminal(caplog, monkeypatch):
     import os
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
     assert logging.getLogger("tensorflow").level == logging.ERROR
+
+
+def test_segtool_train_on_the_command_line_prints_no_tensorflow_notices(make_project):
+    import numpy as np
+
+    from segtool.core.masks import UNLABELLED
+
+    project = make_project(n_images=1, size=64)
+    mask = np.full((64, 64), UNLABELLED, np.uint8)
+    mask[:32], mask[40:] = 0, 1
+    project.save_mask("img-1", mask)
+    command = [sys.executable, "-m", "segtool", "train", str(project.root), "--epochs", "1",
+               "--max-seconds", "600"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "is now the current model" in result.stdout
+    assert result.stderr == "", result.stderr  # no cuInit, oneDNN or absl lines
+    debug = subprocess.run([*command[:4], "--debug", *command[4:]], capture_output=True,
+                           text=True, timeout=600)
+    assert debug.returncode == 0 and "DEBUG" in debug.stderr  # --debug shows everything

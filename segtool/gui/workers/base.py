@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import sys
-import tempfile
 import threading
 import weakref
 
 from PySide6.QtCore import QThread
 
 log = logging.getLogger(__name__)
-
 
 
 def gui_threads() -> int:
@@ -32,46 +28,10 @@ def lower_this_thread_priority() -> None:
             log.debug("could not lower the worker thread's priority")
 
 
-# What TensorFlow's C++ side writes to stderr while it loads, whatever TF_CPP_MIN_LOG_LEVEL
-# says (absl's "All log messages before absl::InitializeLog()", oneDNN and CUDA notices).
-# The CPU-feature notice goes on over a second line of its own.
-_TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d"
-                       r"|To enable the following instructions: )")
-_LOADING = threading.Lock()
-
-
 def load_tensorflow_quietly() -> None:
-    """Import TensorFlow with the process's stderr captured, on a worker thread.
-
-    Its start-up notices ("failed call to cuInit", "Could not find cuda drivers", oneDNN,
-    CPU features) go to the debug log (devices are listed here too: CUDA starts then);
-    anything else written meanwhile goes on to stderr. With logging at DEBUG
-    (``segtool --debug``) nothing is captured. The first call does the work.
-    """
-    with _LOADING:
-        if "tensorflow" in sys.modules:
-            return
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            import tensorflow  # noqa: F401 - loaded here so its notices show as they come
-            return
-        with tempfile.TemporaryFile() as capture:
-            sys.stderr.flush()
-            saved = os.dup(2)
-            os.dup2(capture.fileno(), 2)
-            try:
-                import tensorflow
-
-                tensorflow.config.list_physical_devices()  # CUDA's cuInit speaks here
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", errors="replace")
-    for line in text.splitlines():
-        if _TF_NOISE.match(line):
-            log.debug("tensorflow: %s", line)
-        elif line.strip():
-            print(line, file=sys.stderr)
+    """Import TensorFlow on a worker thread without its start-up notices on the terminal
+    (segtool.ml.backend captures them; they show with ``segtool --debug``)."""
+    import segtool.ml.backend  # noqa: F401
 
 
 _THREADS: weakref.WeakSet[BackgroundThread] = weakref.WeakSet()
