@@ -36,7 +36,9 @@ def _label_half(project, stem="img-1", seed=1):
 def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
     project = make_project(n_images=2, size=SIZE)
     _label_half(project)
-    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    phases = []
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY, phase=phases.append)
+    assert phases == ["reading 1 labelled image", "compiling", "scoring and saving"]
     assert outcome.became_current and outcome.model_path.parent == project.models_dir
     assert Project.open(project.root).current_model == outcome.model_path.name
     sidecar = read_sidecar(outcome.model_path)

@@ -32,7 +32,9 @@ class FakeRun:
         self.steps = 0
 
     def __call__(self, project, max_seconds, from_scratch, progress, cancel, config_overrides,
-                 make_current):
+                 make_current, phase):
+        phase("reading 1 labelled image")  # what train_project says, in its order
+        phase("compiling")
         self.steps = 0
         while not cancel() and not self.finish.is_set():
             self.steps += self.step_size
@@ -85,7 +87,7 @@ def test_the_bar_shows_the_phase_and_counts_down_the_budget_from_the_press_of_tr
     panel.set_phase("loading TensorFlow")
     assert panel.progress.format() == "loading TensorFlow  ·  65 s left"
     qtbot.waitUntil(lambda: panel.curve_points() > 0, timeout=60_000)
-    assert phases[-2:] == ["reading 1 labelled image and building the model", "training"]
+    assert phases[-3:] == ["reading 1 labelled image", "compiling", "training"]
     now[0] += 20
     panel.ticker.timeout.emit()
     assert panel.progress.format().startswith("training · step ")

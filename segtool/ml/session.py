@@ -295,6 +295,7 @@ def train_project(
     config_overrides: dict | None = None,
     make_current: bool = True,
     distribution: Distribution | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train on every labelled mask of ``project`` and save the model under ``models/``.
 
@@ -313,11 +314,17 @@ def train_project(
     this on the same project, the chief's measured speed and budget choose the recipe for
     all, and only the chief scores and saves the model (its caller holds the project lock).
 
+    ``phase(text)`` hears what the run is doing: "reading N labelled images", "compiling"
+    (until the first step's progress report), "scoring and saving".
+
     Raises:
         SegtoolError: bad masks, nothing labelled, no training step fitted in the budget
             (then no model is saved), or another worker of a multi-host job failed.
     """
     started = time.monotonic()
+    say = phase or (lambda _text: None)
+    masks = sum(project.mask_path(stem).exists() for stem in project.image_names())
+    say(f"reading {masks} labelled image{'s' if masks != 1 else ''}")
     training_set = collect_training_set(project)  # refuse bad input before TF starts
     from segtool.ml.device import configure_devices, reference_steps_per_second
     from segtool.ml.distribute import local_distribution
@@ -370,6 +377,7 @@ def train_project(
         raise SegtoolError(_no_step_message(max_seconds, time.monotonic() - started),
                            project.root)
     config = TrainConfig(max_seconds=remaining, epochs=epochs, **fields)
+    say("compiling")  # the first step traces and compiles; progress reports follow it
     with distribution.peer_failures():
         result = train_model(
             images,
@@ -392,6 +400,7 @@ def train_project(
     if not distribution.is_chief:  # the chief scores and saves the model; workers write nothing
         return TrainOutcome(None, run, False, project.current_model, None,
                             bool(result.cancelled), list(result.history))
+    say("scoring and saving")
     # Old and new models are compared on the same held-out pixels, the same way.
     new_ious = holdout_iou(result.model, images, result.val_masks, project.num_classes, config)
     new_iou = _mean(new_ious)

@@ -46,6 +46,11 @@ class TrainingThread(BackgroundThread):
         self._last_report = 0.0
         self._training = False
 
+    def _phase(self, text: str) -> None:
+        if text == "scoring and saving":
+            self._training = True  # no "training" after this
+        self.phase.emit(text)
+
     def _report(self, progress: object) -> None:
         if not self._training:
             self._training = True
@@ -60,7 +65,7 @@ class TrainingThread(BackgroundThread):
         try:
             self.phase.emit("loading TensorFlow")
             load_tensorflow_quietly()
-            from segtool.core.project import ImageStatus, Project
+            from segtool.core.project import Project
             from segtool.ml.device import configure_devices
             from segtool.ml.distribute import local_distribution
             from segtool.ml.session import train_project
@@ -69,10 +74,6 @@ class TrainingThread(BackgroundThread):
             # Every GPU of the host, mirrored when there are several; train_project agrees.
             self.device_ready.emit(f"{device} · {local_distribution().describe()}")
             project = Project.open(self.project_root)
-            labelled = sum(project.status(stem) != ImageStatus.UNLABELLED
-                           for stem in project.image_names())
-            self.phase.emit(f"reading {labelled} labelled image{'s' if labelled != 1 else ''}"
-                            " and building the model")
             outcome = train_project(
                 project,
                 max_seconds=self.max_seconds,
@@ -81,6 +82,7 @@ class TrainingThread(BackgroundThread):
                 cancel=self.aborted,
                 config_overrides=self.config_overrides,
                 make_current=False,
+                phase=self._phase,
             )
         except SegtoolError as error:
             self.failed.emit(str(error))
