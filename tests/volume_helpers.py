@@ -50,6 +50,8 @@ def write_dicom_series(
     column_direction = np.array(orientation[3:])
     normal = np.cross(row_direction, column_direction)
     order = np.random.default_rng(1).permutation(len(volume)) if shuffle else range(len(volume))
+    # Signed pixels (PixelRepresentation 1) when stored values go below 0, as on scanners.
+    signed = bool(np.round((float(volume.min()) - intercept) / slope) < 0)
     files = []
     for name_index, k in enumerate(order):
         meta = FileMetaDataset()
@@ -77,12 +79,13 @@ def write_dicom_series(
         ds.BitsAllocated = 16
         ds.BitsStored = 16
         ds.HighBit = 15
-        ds.PixelRepresentation = 0
+        stored_values = np.round((volume[k].astype(np.float64) - intercept) / slope)
+        ds.PixelRepresentation = 1 if signed else 0
         ds.RescaleSlope = slope
         ds.RescaleIntercept = intercept
         if window is not None:
             ds.WindowCenter, ds.WindowWidth = window
-        stored = np.round((volume[k].astype(np.float64) - intercept) / slope).astype(np.uint16)
+        stored = stored_values.astype(np.int16 if signed else np.uint16)
         ds.PixelData = stored.tobytes()
         path = folder / f"{prefix}{name_index:03d}.dcm"
         ds.save_as(path, enforce_file_format=True)
