@@ -140,3 +140,20 @@ def test_monochrome1_is_shown_inverted(window_on, tmp_path):
 def test_a_2d_image_has_no_slice_bar(window_on):
     window = window_on()
     assert not window.slice_bar.isVisible() and window.slice_label.text() == ""
+
+
+def test_the_export_dialog_writes_nifti_label_volumes(qtbot, ct_project, tmp_path):
+    from segtool.core.workspace import Workspace
+    from segtool.gui.export_dialog import NIFTI_ZERO, ExportDialog
+
+    workspace = Workspace(ct_project)
+    workspace.open("head", 1).document.paint_segment((3, 3), (3, 3), 0.5, 1)
+    workspace.save("head")
+    dialog = ExportDialog(ct_project)
+    qtbot.addWidget(dialog)
+    dialog.folder.setText(str(tmp_path / "out"))
+    dialog.format.setCurrentIndex(dialog.format.findData(NIFTI_ZERO))
+    dialog.export()
+    assert dialog.summary.startswith("exported 1 mask(s) as nifti")
+    saved = np.asanyarray(nibabel.load(str(tmp_path / "out" / "head.nii.gz")).dataobj)
+    assert saved[3, 3, 1] == 2 and int(np.count_nonzero(saved)) == 1  # class 1 -> 2, rest 0

@@ -1,4 +1,5 @@
-"""Export…: the masks to a folder, as class-index PNGs, colour PNGs or COCO JSON."""
+"""Export…: the masks to a folder, as class-index PNGs, colour PNGs, COCO JSON or NIfTI
+label volumes."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ FORMAT_TEXT = {
     ExportFormat.INDEX: "Class-index PNGs (value = class, 255 = unlabelled)",
     ExportFormat.COLOR: "Colour PNGs (class colours, black = unlabelled)",
     ExportFormat.COCO: "COCO JSON (one file, RLE masks)",
+    ExportFormat.NIFTI: "NIfTI label volumes of the volumes (255 = unlabelled)",
 }
+NIFTI_ZERO = "nifti-zero"  # NIfTI with unlabelled 0 and class i written as i + 1
 
 
 class ExportDialog(QDialog):
@@ -49,6 +52,8 @@ class ExportDialog(QDialog):
         self.format = QComboBox()
         for fmt, text in FORMAT_TEXT.items():
             self.format.addItem(text, fmt.value)
+        self.format.addItem("NIfTI label volumes, 0 = unlabelled, class i as i + 1 "
+                            "(ITK-SNAP, Slicer)", NIFTI_ZERO)
         self.replace = QCheckBox("Replace files already in the folder")
         self.problem = QLabel()
         self.problem.setWordWrap(True)
@@ -80,8 +85,11 @@ class ExportDialog(QDialog):
             self.problem.setVisible(True)
             return
         try:
+            chosen = self.format.currentData()
+            zero = chosen == NIFTI_ZERO
             report = export_project(self.project, Path(text).expanduser(),
-                                    self.format.currentData(), force=self.replace.isChecked())
+                                    ExportFormat.NIFTI if zero else chosen,
+                                    force=self.replace.isChecked(), unlabelled_zero=zero)
         except SegtoolError as error:
             self.problem.setText(str(error))
             self.problem.setVisible(True)
