@@ -33,6 +33,7 @@ class FakeRun:
 
     def __call__(self, project, max_seconds, from_scratch, progress, cancel, config_overrides,
                  make_current, phase):
+        self.max_seconds = max_seconds
         phase("reading 1 labelled image")  # what train_project says, in its order
         phase("compiling")
         self.steps = 0
@@ -175,3 +176,24 @@ def test_quit_when_training_ends_closes_the_window_then(training_window, qtbot):
     assert answers == [QuitChoice.KEEP_TRAINING]
     assert (window.project.models_dir / "model-new.keras").exists()
     qtbot.waitUntil(lambda: not running_threads())
+
+
+def test_loading_tensorflow_comes_out_of_the_run_budget(training_window, qtbot, monkeypatch):
+    import time
+
+    from segtool.gui.workers import training as training_worker
+
+    real_load = training_worker.load_tensorflow_quietly
+
+    def slow_load():
+        time.sleep(1.0)  # a machine where TensorFlow takes a second to load
+        real_load()
+
+    monkeypatch.setattr(training_worker, "load_tensorflow_quietly", slow_load)
+    run = FakeRun()
+    run.finish.set()
+    window, _ = training_window(run)
+    window.training_panel.budget.setValue(30)
+    with qtbot.waitSignal(window.training.run_finished, timeout=60_000):
+        window.training.start()
+    assert run.max_seconds <= 29.0  # what was left of the 30 s once TensorFlow had loaded

@@ -41,6 +41,7 @@ class TrainingThread(BackgroundThread):
         super().__init__(parent)
         self.project_root = Path(project_root)
         self.max_seconds = max_seconds
+        self.created = time.monotonic()  # the press of Train: the budget counts from here
         self.from_scratch = from_scratch
         self.config_overrides = dict(config_overrides or {})
         self._last_report = 0.0
@@ -76,7 +77,8 @@ class TrainingThread(BackgroundThread):
             project = Project.open(self.project_root)
             outcome = train_project(
                 project,
-                max_seconds=self.max_seconds,
+                # Loading TensorFlow came out of the budget too (the panel counts it down).
+                max_seconds=self.max_seconds - (time.monotonic() - self.created),
                 from_scratch=self.from_scratch,
                 progress=self._report,
                 cancel=self.aborted,
