@@ -1,0 +1,90 @@
+"""Does the window's Ctrl+T end within its budget? Press-to-finish wall time per budget.
+
+The real :class:`MainWindow` opens (offscreen) on the demo project (which comes with labels)
+in a temporary folder; Ctrl+T is pressed with each
+``--budgets`` value in turn (a fresh process each, so TensorFlow's loading is counted the
+way a user meets it), and the phases the Training panel shows are time-stamped from the key
+press to ``run_finished``. Printed per budget: each phase's start, the wall time from the
+press to the end, and the overrun (wall - budget). Goal: the whole run within the budget
+plus a few seconds (saving the model and scoring the previous one come after the budget).
+
+    python bench/bench_budget.py [--budgets 30 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from benchlib import isolate_settings, loadavg, run_loop, wait_for  # noqa: E402
+
+
+def one_run(budget: int, folder: Path) -> dict:
+    """In this process: the window on a demo project, Ctrl+T with ``budget``, timings."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from segtool.core.demo import create_demo_project
+
+    isolate_settings(folder)
+    app = QApplication.instance() or QApplication(sys.argv)
+    from segtool.gui.main_window import MainWindow
+
+    window = MainWindow(create_demo_project(folder / "demo"), ask=lambda title, question: True)
+    window.resize(1280, 800)
+    window.show()
+    app.processEvents()
+    window.training_panel.budget.setValue(budget)
+    phases: list[tuple[float, str]] = []
+    outcomes: list[object] = []
+    window.training.run_finished.connect(outcomes.append)
+    pressed = time.monotonic()
+    QTest.keyClick(window.canvas.viewport(), Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    thread = window.training.thread
+    if thread is None:
+        raise SystemExit(f"Ctrl+T did not start: {window.statusBar().currentMessage()}")
+    thread.phase.connect(lambda text: phases.append((time.monotonic() - pressed, text)))
+    wait_for(lambda: bool(outcomes), budget + 600)
+    wall = time.monotonic() - pressed
+    run_loop(0.2)
+    outcome = outcomes[0]
+    window.close()
+    return {"budget": budget, "wall": wall, "phases": phases,
+            "steps": None if outcome is None else outcome.sidecar.get("steps"),
+            "failed": outcome is None}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        with tempfile.TemporaryDirectory() as folder:
+            print(json.dumps(one_run(int(argv[1]), Path(folder))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[30, 90])
+    args = parser.parse_args(argv)
+    print(f"load before: {loadavg()}")
+    for budget in args.budgets:
+        done = subprocess.run([sys.executable, __file__, "--child", str(budget)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"budget {budget} s: failed\n{done.stderr[-2000:]}")
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        timeline = ", ".join(f"{text} at {at:.1f} s" for at, text in row["phases"])
+        print(f"budget {budget:>4} s: wall {row['wall']:.1f} s from Ctrl+T to the end "
+              f"(overrun {row['wall'] - budget:+.1f} s), {row['steps']} steps; {timeline}")
+    print(f"load after: {loadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
