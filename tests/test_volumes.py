@@ -364,3 +364,14 @@ def test_new_train_predict_export_a_volume_from_the_command_line(tmp_path, capsy
     out = capsys.readouterr().out
     assert "exported 1 mask(s) as nifti" in out and "photo: a 2D image" in out
     assert (tmp_path / "nii" / "abdomen.nii.gz").is_file()
+
+
+def test_a_stack_imported_as_2d_before_volumes_says_it_shows_one_slice(tmp_path):
+    project = Project.create(tmp_path / "project")
+    write_tiff_stack(project.images_dir / "old.tif", np.zeros((3, 8, 8), np.uint8))
+    data = json.loads(project.project_file.read_text())
+    data["images"]["old"] = {"file": "old.tif", "status": "unlabelled"}  # an older project
+    project.project_file.write_text(json.dumps(data))
+    opened = Workspace(Project.open(project.root)).open("old")
+    assert opened.image.shape == (8, 8) and opened.volume is None
+    assert "shown as its first slice only" in opened.messages[0]

@@ -95,5 +95,5 @@ def write_dicom_series(
 
 def write_tiff_stack(path: Path, volume: np.ndarray) -> Path:
     """``volume`` (Z, H, W) as a multi-page TIFF, one page per slice."""
-    tifffile.imwrite(path, volume)
+    tifffile.imwrite(path, volume, photometric="minisblack")
     return path

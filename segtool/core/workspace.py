@@ -33,7 +33,7 @@ from segtool.core.labels import LabelDocument
 from segtool.core.masks import UNLABELLED
 from segtool.core.project import ImageStatus, Project
 from segtool.core.rect import Rect
-from segtool.core.volumes import VolumeInfo
+from segtool.core.volumes import VolumeInfo, is_volume_file
 from segtool.core.window import Window, auto_window
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ class Workspace:
             has_mask = self.project.mask_path(stem).exists()
             self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
         messages: list[str] = []
+        if is_volume_file(self.project.image_path(stem)):  # added before volumes existed
+            messages.append(f"{stem}: a stack of slices shown as its first slice only; add "
+                            "the file to the project again to label it as a volume")
         document = self._documents.get(stem)
         if document is None or document.shape != image.shape[:2]:
             document = LabelDocument(self._load_mask(stem, image.shape[:2], messages))
