@@ -372,6 +372,11 @@ def test_a_stack_imported_as_2d_before_volumes_says_it_shows_one_slice(tmp_path)
     data = json.loads(project.project_file.read_text())
     data["images"]["old"] = {"file": "old.tif", "status": "unlabelled"}  # an older project
     project.project_file.write_text(json.dumps(data))
-    opened = Workspace(Project.open(project.root)).open("old")
+    shutil.copy(get_testdata_file("rtdose.dcm"), project.images_dir / "dose.dcm")
+    data["images"]["dose"] = {"file": "dose.dcm", "status": "unlabelled"}
+    project.project_file.write_text(json.dumps(data))
+    workspace = Workspace(Project.open(project.root))
+    opened = workspace.open("old")
     assert opened.image.shape == (8, 8) and opened.volume is None
     assert "shown as its first slice only" in opened.messages[0]
+    assert "shown as its first slice only" in workspace.open("dose").messages[0]

@@ -114,6 +114,12 @@ def _frames(header: Any) -> int:
         return 1
 
 
+def frame_count(file: Path) -> int:
+    """NumberOfFrames of a DICOM file (1 when it is single-frame or not DICOM)."""
+    header = _header(file)
+    return 1 if header is None else _frames(header)
+
+
 def _series_in_folder(folder: Path) -> dict[str, DicomSeries]:
     found: dict[str, DicomSeries] = {}
     for root, _dirs, names in os.walk(folder):

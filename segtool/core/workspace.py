@@ -70,6 +70,15 @@ class OpenedImage:
         return 1 if self.volume is None else int(self.volume.shape[0])
 
 
+def _is_stack(path: Path) -> bool:
+    """True for a file of several slices: a TIFF stack, a multi-frame DICOM."""
+    if path.suffix.lower() == ".dcm":
+        from segtool.core.dicom_series import frame_count
+
+        return frame_count(path) > 1
+    return is_volume_file(path)
+
+
 @dataclass
 class _OpenVolume:
     """A volume of the session: header, pixels (None once it is off screen), label volume
@@ -152,7 +161,7 @@ class Workspace:
             has_mask = self.project.mask_path(stem).exists()
             self._mark(stem, ImageStatus.IN_PROGRESS if has_mask else ImageStatus.UNLABELLED)
         messages: list[str] = []
-        if is_volume_file(self.project.image_path(stem)):  # added before volumes existed
+        if _is_stack(self.project.image_path(stem)):  # added before volumes existed
             messages.append(f"{stem}: a stack of slices shown as its first slice only; add "
                             "the file to the project again to label it as a volume")
         document = self._documents.get(stem)
