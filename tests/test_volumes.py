@@ -380,3 +380,13 @@ def test_a_stack_imported_as_2d_before_volumes_says_it_shows_one_slice(tmp_path)
     assert opened.image.shape == (8, 8) and opened.volume is None
     assert "shown as its first slice only" in opened.messages[0]
     assert "shown as its first slice only" in workspace.open("dose").messages[0]
+
+
+def test_a_dicom_added_before_windows_were_kept_still_gets_its_own(tmp_path):
+    project = Project.create(tmp_path / "project")
+    shutil.copy(get_testdata_file("MR_small.dcm"), project.images_dir / "knee.dcm")
+    data = json.loads(project.project_file.read_text())
+    data["images"]["knee"] = {"file": "knee.dcm", "status": "unlabelled"}  # an older project
+    project.project_file.write_text(json.dumps(data))
+    opened = Workspace(Project.open(project.root)).open("knee")
+    assert opened.window == Window(600, 1600)

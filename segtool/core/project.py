@@ -24,6 +24,7 @@ changes in memory and refuses to save anything.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import enum
 import json
 import logging
@@ -351,11 +352,18 @@ class Project:
         for the image, else the DICOM's own; None: the caller's automatic window."""
         record = self._record(stem)
         return (self.shared_window or parse_window(record.get("window"))
-                or parse_window(record.get("dicom_window")))
+                or self.dicom_window(stem))
 
     def dicom_window(self, stem: str) -> Window | None:
-        """The window the image's DICOM header gives (None when it gives none)."""
-        return parse_window(self._record(stem).get("dicom_window"))
+        """The window the image's DICOM header gives (None when it gives none). A DICOM
+        added before segtool kept it is read once and kept with the image's record."""
+        with self._lock:
+            record = self._record(stem)
+            if "photometric" not in record and record["file"].lower().endswith(".dcm"):
+                with contextlib.suppress(OSError):
+                    record.update(_dicom_display(self.image_path(stem)))
+                record.setdefault("photometric", "")
+            return parse_window(record.get("dicom_window"))
 
     def photometric(self, stem: str) -> str:
         """The DICOM photometric interpretation recorded for ``stem`` ("" when none)."""
