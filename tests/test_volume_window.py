@@ -157,3 +157,31 @@ def test_the_export_dialog_writes_nifti_label_volumes(qtbot, ct_project, tmp_pat
     assert dialog.summary.startswith("exported 1 mask(s) as nifti")
     saved = np.asanyarray(nibabel.load(str(tmp_path / "out" / "head.nii.gz")).dataobj)
     assert saved[3, 3, 1] == 2 and int(np.count_nonzero(saved)) == 1  # class 1 -> 2, rest 0
+
+
+def test_a_volume_is_predicted_slice_by_slice_and_the_shown_slice_accepts_it(
+        window_on, ct_project, qtbot):
+    from segtool.ml.modelfile import save_model
+    from segtool.ml.unet import build_unet
+
+    sidecar = {"classes": [{"name": c.name, "colour": list(c.colour)}
+                           for c in ct_project.classes],
+               "channels": 1, "normalisation": {"method": "percentile", "low": 1.0,
+                                                "high": 99.8}}
+    save_model(build_unet(1, 2, depth=2, base_filters=4), ct_project.models_dir / "t.keras",
+               sidecar)
+    ct_project.set_current_model("t.keras")
+    window = window_on(ct_project)
+    progress = []
+    window.open_image("head")
+    qtbot.waitUntil(lambda: window.predictions.thread is not None, timeout=10_000)
+    window.predictions.thread.volume_progress.connect(lambda *done: progress.append(done))
+    qtbot.waitUntil(lambda: window.predictions.fresh("head") is not None, timeout=120_000)
+    classes, confidence = window.predictions.fresh("head")
+    assert classes.shape == confidence.shape == (5, 40, 48)  # the whole volume
+    assert progress[-1][1:] == (5, 5)
+    key(qtbot, window, Qt.Key_Up)  # slice 3 shows its own slice of the prediction
+    key(qtbot, window, Qt.Key_A)
+    np.testing.assert_array_equal(window.opened.document.mask, classes[3])
+    assert np.all(window.workspace.label_volume("head")[[0, 1, 2, 4]] == 255)
+    window.close()
