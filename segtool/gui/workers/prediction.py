@@ -55,10 +55,14 @@ class PredictionThread(BackgroundThread):
         self._counter = itertools.count()
         self._condition = threading.Condition()
         self._models: dict[str, tuple[object, dict]] = {}
+        self._working_on: tuple[str, str] | None = None  # (stem, model) being predicted
 
     def request(self, stem: str, model_name: str, priority: int = CURRENT) -> None:
-        """Queue a prediction of ``stem`` with ``models/<model_name>``; drops older duplicates."""
+        """Queue a prediction of ``stem`` with ``models/<model_name>``; drops older duplicates
+        (and asks nothing while that very prediction runs: a volume's next slice on screen)."""
         with self._condition:
+            if self._working_on == (stem, model_name):
+                return
             self._queue = [r for r in self._queue if r.stem != stem]
             heapq.heapify(self._queue)
             heapq.heappush(self._queue, _Request(priority, next(self._counter), stem, model_name))
@@ -84,7 +88,9 @@ class PredictionThread(BackgroundThread):
                 self._condition.wait(0.5)
             if self.aborted():
                 return None
-            return heapq.heappop(self._queue)
+            request = heapq.heappop(self._queue)
+            self._working_on = (request.stem, request.model_name)
+            return request
 
     def run(self) -> None:  # noqa: D102 - QThread entry point
         load_tensorflow_quietly()
@@ -118,6 +124,9 @@ class PredictionThread(BackgroundThread):
                 log.exception("prediction of %s failed", item.stem)
                 self.failed.emit(item.stem, f"prediction failed: {error}")
                 continue
+            finally:
+                with self._condition:
+                    self._working_on = None
             self.prediction_ready.emit(item.stem, item.model_name, classes, confidence)
 
     def _cancel_volume(self, stem: str) -> bool:
