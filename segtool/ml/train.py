@@ -195,6 +195,7 @@ def train_model(
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     distribution: Distribution | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train a U-Net on sparsely labelled images.
 
@@ -213,6 +214,7 @@ def train_model(
             replicas; in a multi-host job every process calls this, the chief's clock and
             ``cancel`` decide for all, and each worker samples its own patches. None (or a
             Distribution without a strategy): one device, no tf.distribute.
+        clock: the time source of ``config.max_seconds`` (tests give a fake one).
 
     Returns:
         A ``TrainResult`` holding the weights that scored the best mean validation IoU.
@@ -221,7 +223,7 @@ def train_model(
         SegtoolError: no pixel is labelled.
         ValueError: inconsistent inputs or configuration.
     """
-    start = time.monotonic()
+    start = clock()
     if config.max_seconds is None and config.epochs is None:
         raise ValueError("set max_seconds, epochs or both")
     channels = _check_inputs(images, masks, num_classes)
@@ -283,7 +285,7 @@ def train_model(
     last_validation = (0, start, start)  # step, start and end time of the latest validation
     while True:
         stop = cancel is not None and cancel()
-        now = time.monotonic()
+        now = clock()
         fraction = _fraction_done(step, total_steps, now, schedule_start, start, config)
         if coordinated:  # one collective a step: the chief's clock and cancel rule
             chief_stop, fraction = replicated.from_chief([float(stop), fraction])
@@ -300,18 +302,18 @@ def train_model(
         loss = float(train_step(batch_images, batch_labels))
         step += 1
         if schedule_start is None:  # the first step traced and compiled the graph
-            schedule_start = time.monotonic()
+            schedule_start = clock()
             logger.debug("first step (compilation) took %.1f s", schedule_start - start)
-        elapsed = time.monotonic() - start
+        elapsed = clock() - start
         total_steps_estimate = _estimate_total(
             step, elapsed, schedule_start - start, config.max_seconds, total_steps
         )
 
-        due = _validation_due(step, config, validate.empty, last_validation)
+        due = _validation_due(step, config, validate.empty, last_validation, clock())
         if coordinated and not validate.empty and step % config.steps_per_epoch == 0:
             due = bool(replicated.from_chief([float(due)])[0])  # all validate, or none
         if due:
-            validation_start = time.monotonic()
+            validation_start = clock()
             if synchronise is not None:
                 synchronise()
             with _averaged(average):
@@ -319,7 +321,7 @@ def train_model(
                 score = mean_iou(np.asarray(val_iou))
                 if score > best_score:
                     best_score, best_weights, best_iou = score, model.get_weights(), val_iou
-            last_validation = (step, validation_start, time.monotonic())
+            last_validation = (step, validation_start, clock())
         report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
         history.append(report)
         if progress is not None:
@@ -338,7 +340,7 @@ def train_model(
         model.set_weights(best_weights)
     if replicated:  # the caller gets an ordinary model, free of the strategy's variables
         model = copy_model(model)
-    elapsed = time.monotonic() - start
+    elapsed = clock() - start
     logger.info("trained %d steps in %.1f s, validation IoU %s", step, elapsed, best_iou)
     return TrainResult(
         model=model,
@@ -375,7 +377,7 @@ def holdout_iou(
 
 
 def _validation_due(
-    step: int, config: TrainConfig, empty: bool, last: tuple[int, float, float]
+    step: int, config: TrainConfig, empty: bool, last: tuple[int, float, float], now: float
 ) -> bool:
     """Validate every ``steps_per_epoch`` steps; within a time budget, also keep validation
     to about ``1 / VALIDATION_GAP`` of the time (big crops or a slow device)."""
@@ -384,7 +386,7 @@ def _validation_due(
     if config.max_seconds is None:
         return True
     _, began, ended = last
-    return time.monotonic() - ended >= VALIDATION_GAP * (ended - began)
+    return now - ended >= VALIDATION_GAP * (ended - began)
 
 
 def _downsamplings(model: keras.Model) -> int:
