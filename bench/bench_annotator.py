@@ -4,6 +4,7 @@
         [--mode brush|retrain|live] [--order file|next] [--max-images N] [--budget S]
         [--target 0.9] [--cap 300] [--threshold 0] [--threads N] [--json FILE]
     python bench/bench_annotator.py --data ../shared/data --set fluo_dsb2018 ...
+    python bench/bench_annotator.py --table RESULTS.jsonl   (the bench/README table)
 
 ``--data/--set`` takes the protocol's labelled (training) images of a set of
 ``../shared/data`` (see its README) and the set's classes; ``--images/--masks/--classes``
@@ -218,7 +219,31 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
             "mode_mean": mode_mean, "ratio": ratio}
 
 
+def markdown_table(records: list[dict]) -> str:
+    """The README table: seconds per image over images 1-5, 6-10, 11-N per set and mode."""
+    lines = ["| set | mode | images | s/image 1-5 | s/image 6-10 | s/image 11-N | brush s/image "
+             "6-N | ratio brush/mode 6-N | model steps | wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for record in records:
+        rows = record["rows"]
+
+        def mean(first: int, last: int, rows: list[dict] = rows) -> str:
+            chosen = [r["seconds"] for r in rows if first <= r["index"] <= last]
+            return f"{np.mean(chosen):.0f}" if chosen else "-"
+
+        lines.append(f"| {record['set']} | {record['mode']} ({record['order']}) | "
+                     f"{record['images']} | {mean(1, 5)} | {mean(6, 10)} | "
+                     f"{mean(11, 10**6)} | {record['brush_mean']:.0f} | {record['ratio']:.2f} | "
+                     f"{rows[-1]['steps']} | {record['wall']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--table"]:  # bench_annotator.py --table RESULTS.jsonl [MORE.jsonl]
+        records = [json.loads(line) for path in argv[1:]
+                   for line in Path(path).read_text().splitlines() if line.strip()]
+        print(markdown_table(records))
+        return 0
     args = parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segtool-annotator-") as temp:
