@@ -360,6 +360,9 @@ def test_new_train_predict_export_a_volume_from_the_command_line(tmp_path, capsy
                              done.append(p), cancelled=lambda: len(done) >= 2)
     assert stopped is None and done == [(1, 6), (2, 6)]
 
+    assert main(["info", str(root)]) == 0
+    assert "of them volumes: 1 (6 slices, 2 labelled)" in capsys.readouterr().out
+
     assert main(["export", str(root), "--out", str(tmp_path / "nii"), "--format", "nifti"]) == 0
     out = capsys.readouterr().out
     assert "exported 1 mask(s) as nifti" in out and "photo: a 2D image" in out

@@ -36,6 +36,11 @@ def project_summary(project: Project) -> str:
     statuses = Counter(project.status(stem).value for stem in stems)
     lines = [f"project {project.root}", f"images: {len(stems)}"]
     lines += [f"  {status}: {count}" for status, count in sorted(statuses.items())]
+    volumes = [stem for stem in stems if project.is_volume(stem)]
+    if volumes:
+        slices = sum(project.slice_count(stem) for stem in volumes)
+        labelled = sum(project.labelled_slices(stem) for stem in volumes)
+        lines.append(f"  of them volumes: {len(volumes)} ({slices} slices, {labelled} labelled)")
     counts, problems = labelled_pixels(project)
     lines.append("labelled pixels per class:")
     for index, (info, count) in enumerate(zip(project.classes, counts, strict=True)):
