@@ -185,3 +185,29 @@ def test_a_volume_is_predicted_slice_by_slice_and_the_shown_slice_accepts_it(
     np.testing.assert_array_equal(window.opened.document.mask, classes[3])
     assert np.all(window.workspace.label_volume("head")[[0, 1, 2, 4]] == 255)
     window.close()
+
+
+def test_the_window_offers_back_volume_strokes_after_a_kill_9(window_on, ct_project):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal
+        from segtool.core.project import Project
+        from segtool.core.workspace import Workspace
+        workspace = Workspace(Project.open({str(ct_project.root)!r}))
+        workspace.open("head", 1).document.paint_segment((5, 6), (9, 6), 0.5, 1)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert subprocess.run([sys.executable, "-c", script],
+                          check=False).returncode == -signal.SIGKILL
+    answers = []
+    window = window_on(ct_project, answers)
+    window.open_image("head")
+    assert "Restore unsaved edits?" in answers
+    assert window.workspace.label_volume("head")[1, 6, 5:10].tolist() == [1] * 5
+    window.view.go_to_slice(1)
+    assert window.opened.document.mask[6, 5:10].tolist() == [1] * 5
+    assert window.opened.document.can_undo  # the restore is one undo step of that slice
