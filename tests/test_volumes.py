@@ -393,3 +393,28 @@ def test_a_dicom_added_before_windows_were_kept_still_gets_its_own(tmp_path):
     project.project_file.write_text(json.dumps(data))
     opened = Workspace(Project.open(project.root)).open("knee")
     assert opened.window == Window(600, 1600)
+
+
+def test_label_volumes_copy_the_image_qform_and_sform(tmp_path):
+    voxels = np.zeros((6, 5, 4), np.int16)
+    image = nibabel.Nifti1Image(voxels, np.eye(4))
+    qform = np.array([[-0.9, 0, 0, 12], [0, 0.9, 0, -8], [0, 0, 3, 1], [0, 0, 0, 1]])
+    sform = qform.copy()
+    sform[:3, 3] += 0.5  # a scanner that gives two slightly different geometries
+    image.set_qform(qform, code=1)
+    image.set_sform(sform, code=2)
+    source = tmp_path / "source"
+    source.mkdir()
+    nibabel.save(image, str(source / "mr.nii.gz"))
+    project, _ = create_project_from_folder(tmp_path / "project", source)
+    workspace = Workspace(project)
+    workspace.open("mr", 1).document.paint_segment((0, 0), (0, 0), 0.5, 1)
+    workspace.save("mr")
+    export_project(project, tmp_path / "out", "nifti")
+    for path in (project.mask_path("mr"), tmp_path / "out" / "mr.nii.gz"):
+        header = nibabel.load(str(path)).header
+        q, q_code = header.get_qform(coded=True)
+        s, s_code = header.get_sform(coded=True)
+        np.testing.assert_allclose(q, qform, atol=1e-5)
+        np.testing.assert_allclose(s, sform, atol=1e-5)
+        assert (int(q_code), int(s_code)) == (1, 2)

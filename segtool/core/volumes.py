@@ -136,6 +136,10 @@ class VolumeInfo:
     dtype: str
     affine: np.ndarray
     layout: Layout
+    # A NIfTI's own qform and sform with their codes, copied into its label volumes so that
+    # a reader preferring either one (ITK prefers the qform, nibabel the sform) overlays
+    # them exactly; None: both are ``affine`` (TIFF stacks).
+    forms: tuple[tuple[np.ndarray | None, int], tuple[np.ndarray | None, int]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -257,7 +261,9 @@ def _nifti_info(file: Path) -> VolumeInfo:
     dtype = header_dtype.name if slope is None or np.isnan(slope) else "float32"
     if header_dtype.kind == "f" or dtype not in ("uint8", "int8", "int16", "uint16"):
         dtype = "float32"
-    return VolumeInfo(file, shape[2], height, width, channels, dtype, affine, layout)
+    forms = (image.header.get_qform(coded=True), image.header.get_sform(coded=True))
+    return VolumeInfo(file, shape[2], height, width, channels, dtype, affine, layout,
+                      (tuple(forms[0]), tuple(forms[1])))
 
 
 def _tiff_stack_info(file: Path) -> VolumeInfo:
@@ -354,7 +360,8 @@ def encode_label_volume(labels: np.ndarray, info: VolumeInfo) -> bytes:
     """``labels`` ((Z, H, W) uint8, view layout) as gzipped NIfTI-1 bytes in ``info``'s
     geometry: the image's voxel order and affine, so any NIfTI reader overlays them."""
     buffer = io.BytesIO()
-    _write_nifti_gz(buffer, _label_voxels(labels, info), info.affine, b"segtool labels")
+    _write_nifti_gz(buffer, _label_voxels(labels, info), info.affine, b"segtool labels",
+                    info.forms)
     return buffer.getvalue()
 
 
@@ -363,7 +370,7 @@ def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, info: V
     as it is written (no copy of the volume in memory)."""
     voxels = _label_voxels(labels, info)
     with atomic_writer(path, "wb") as handle:
-        _write_nifti_gz(handle, voxels, info.affine, b"segtool labels")
+        _write_nifti_gz(handle, voxels, info.affine, b"segtool labels", info.forms)
 
 
 def _label_voxels(labels: np.ndarray, info: VolumeInfo) -> np.ndarray:
@@ -381,16 +388,20 @@ def write_nifti_gz(path: str | os.PathLike[str], voxels: np.ndarray, affine: np.
 
 
 def _write_nifti_gz(handle: Any, voxels: np.ndarray, affine: np.ndarray,
-                    intent: bytes = b"") -> None:
+                    intent: bytes = b"", forms: Any = None) -> None:
     """A NIfTI-1 single file (header, then the voxels in Fortran order) gzipped into
-    ``handle`` a slab at a time; qform and sform both give ``affine``, units mm."""
+    ``handle`` a slab at a time; qform and sform both give ``affine`` (or are ``forms``,
+    a source image's own), units mm."""
     import nibabel
 
     header = nibabel.Nifti1Header()
     header.set_data_shape(voxels.shape)
     header.set_data_dtype(voxels.dtype)
-    header.set_qform(affine, code=1)
-    header.set_sform(affine, code=1)
+    (qform, qcode), (sform, scode) = forms or ((affine, 1), (affine, 1))
+    if qform is None and sform is None:
+        qform, qcode, sform, scode = affine, 0, affine, 0  # an Analyze-style image
+    header.set_qform(qform if qform is not None else affine, code=int(qcode))
+    header.set_sform(sform if sform is not None else affine, code=int(scode))
     header.set_xyzt_units("mm")
     header["vox_offset"] = 352
     if intent:
