@@ -88,7 +88,10 @@ class NewProjectDialog(QDialog):
         form.addRow("", self.target_label)
         form.addRow("Images", _folder_row(self.images_folder, self._choose_images))
         form.addRow("Classes", self.classes)
-        note = QLabel("The images are copied into the project's images/ folder.")
+        note = QLabel("The images are copied into the project's images/ folder. Volumes "
+                      "(NIfTI, TIFF stacks, DICOM series: a sub-folder each, or the .dcm "
+                      "files of one series) become one image each, labelled slice by slice; "
+                      "a DICOM series is stored as NIfTI.")
         note.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.create_button = self.buttons.addButton(
