@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
 EXPORT_FORMATS = ("index", "color", "coco", "nifti")
+IMAGES_HELP = ("folder of images to copy in; NIfTI files, TIFF stacks and DICOM series (each "
+               "sub-folder, or the .dcm files of one series) come in as volumes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     new = add_command("new", "create a project from a folder of images")
     new.add_argument("project", type=Path, help="project folder to create (new or empty)")
-    new.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
+    new.add_argument("--images", type=Path, required=True, help=IMAGES_HELP)
     new.add_argument("--classes", default="background,foreground",
                      help="comma-separated class names, background first (default: %(default)s)")
     new.add_argument("--max-pixels", type=int, default=None,
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add = add_command("add", "copy more images into a project")
     add.add_argument("project", type=Path)
-    add.add_argument("--images", type=Path, required=True, help="folder of images to copy in")
+    add.add_argument("--images", type=Path, required=True, help=IMAGES_HELP)
 
     train = add_command("train", "train the U-Net on the labelled masks")
     train.add_argument("project", type=Path)
