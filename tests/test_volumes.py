@@ -418,3 +418,27 @@ def test_label_volumes_copy_the_image_qform_and_sform(tmp_path):
         np.testing.assert_allclose(q, qform, atol=1e-5)
         np.testing.assert_allclose(s, sform, atol=1e-5)
         assert (int(q_code), int(s_code)) == (1, 2)
+
+
+def test_pydicoms_bundled_ct_series_imports_as_one_volume_in_position_order(tmp_path):
+    import pydicom
+
+    bundled = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
+    source = tmp_path / "source"
+    shutil.copytree(bundled / "98892001" / "CT5N", source / "ct5n")  # 5 slices, 2.5 mm
+    shutil.copytree(bundled / "98892003" / "MR700", source / "radial")  # rotating planes
+    shutil.copytree(bundled / "77654033" / "CT2", source / "gap")  # a 200 mm gap
+    shutil.copy(bundled / "77654033" / "CR1" / "6154", source / "chest.dcm")
+    project, report = create_project_from_folder(tmp_path / "project", source)
+    assert sorted(report.imported) == ["chest", "ct5n"], report
+    reasons = {path.name: reason for path, reason in report.skipped}
+    assert "not parallel" in reasons["radial"] and "unevenly spaced" in reasons["gap"]
+    assert project.slice_count("ct5n") == 5 and not project.is_volume("chest")
+    datasets = [pydicom.dcmread(path) for path in (source / "ct5n").iterdir()]
+    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))  # axial: z is the normal
+    expected = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+                         for ds in datasets])
+    np.testing.assert_array_equal(project.read_volume("ct5n").array, expected)
+    affine = project.volume_info("ct5n").affine
+    np.testing.assert_allclose(affine[:3, 2], [0, 0, 2.5], atol=1e-4)  # inferior to superior
+    np.testing.assert_allclose(affine[2, 3], -1.2375, atol=1e-4)  # the lowest slice first

@@ -184,16 +184,22 @@ def series_geometry(headers: list[Any], source: Path) -> tuple[list[int], np.nda
     for header in headers[1:]:
         other = np.array([float(v) for v in header.get("ImageOrientationPatient", [])])
         if other.shape != orientation.shape or not np.allclose(other, orientation, atol=1e-3):
-            raise SegtoolError("slices of the series have different orientations "
-                               "(a localizer mixed in?)", source)
+            raise SegtoolError("the slices of the series are not parallel (different "
+                               "ImageOrientationPatient: a localizer mixed in, or radial "
+                               "slices?), so they make no volume", source)
     row_direction, column_direction = orientation[:3], orientation[3:]
     normal = np.cross(row_direction, column_direction)
     along = positions @ normal
     order = [int(i) for i in np.argsort(along, kind="stable")]
     sorted_along = along[order]
-    if len(order) > 1 and np.any(np.diff(sorted_along) < 1e-4):
+    gaps = np.diff(sorted_along)
+    if len(order) > 1 and np.any(gaps < 1e-4):
         raise SegtoolError("two slices of the series lie at the same position "
                            "(several series or time points mixed?)", source)
+    if len(gaps) > 1 and gaps.max() - gaps.min() > max(0.01, 0.05 * float(np.median(gaps))):
+        raise SegtoolError(f"the slices of the series are unevenly spaced (gaps of "
+                           f"{gaps.min():.3g} to {gaps.max():.3g} mm), so no one geometry "
+                           "fits them; resample the series first", source)
     if len(order) > 1:
         step = (positions[order[-1]] - positions[order[0]]) / (len(order) - 1)
     else:
