@@ -310,8 +310,10 @@ class MainWindow(QMainWindow):
         for keys_, step in ((("Down", ","), -1), (("Up", "."), +1)):
             action = QAction("Next slice" if step > 0 else "Previous slice", self)
             action.setShortcuts([QKeySequence(k) for k in keys_])
+            # The canvas's keys: Up/Down still step a level/width field or the image list.
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             action.triggered.connect(partial(self.view.step_slice, step))
-            self.addAction(action)
+            self.canvas.addAction(action)
         self.view.slice_shown.connect(self._on_slice_shown)
         self.view.failed.connect(self.show_error)
         self.slice_bar.label.setVisible(False)  # the status bar says it
@@ -399,6 +401,8 @@ class MainWindow(QMainWindow):
         self.view.show(opened)
         self.slice_label.setText(self.slice_bar.label.text() if opened.volume is not None
                                  else "")
+        if opened.volume is not None:
+            self.canvas.setFocus()  # the slice keys are the canvas's
         self.canvas.set_overlay_opacity(self.layers_panel.mask_opacity.value() / 100
                                         if self.settings.mask_visible else 0.0)
         self.image_list.select(stem)
