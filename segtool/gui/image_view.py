@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from segtool.core.errors import SegtoolError
@@ -95,7 +96,8 @@ class ImageView(QObject):
         slices = 0 if opened is None or opened.volume is None else opened.slices
         self.slice_bar.show_slice(0 if opened is None else opened.z, slices)
 
-    def _display(self):  # noqa: ANN202 - (H, W[, 3]) uint8
+    def _display(self) -> np.ndarray:
+        """The shown slice (or image) windowed for the screen: (H, W[, 3]) uint8."""
         assert self.opened is not None and self.window is not None
         return display(self.opened.image, self.window, self.opened.invert)
 
