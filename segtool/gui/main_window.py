@@ -327,9 +327,12 @@ class MainWindow(QMainWindow):
 
     def _slices_of(self, stem: str) -> tuple[int, int] | None:
         """(labelled slices, slices) of a volume, None for a 2D image."""
-        if stem not in self.project.image_names() or not self.project.is_volume(stem):
+        try:
+            if not self.project.is_volume(stem):
+                return None
+            return self.project.labelled_slices(stem), self.project.slice_count(stem)
+        except ValueError:  # not (or no longer) in the project
             return None
-        return self.project.labelled_slices(stem), self.project.slice_count(stem)
 
     # -- projects --------------------------------------------------------------------------
 
