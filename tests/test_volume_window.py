@@ -126,6 +126,13 @@ def test_same_window_for_all_images(window_on, ct_project):
     window.open_image("chest")
     assert (panel.width.value(), panel.level.value()) == (2000, 500)
     assert Project.open(ct_project.root).shared_window == Window(500, 2000)
+    panel.for_all.setChecked(False)  # chest keeps what it shows; head goes back to its own
+    window.open_image("head")
+    assert (panel.width.value(), panel.level.value()) == (2000, 500)  # set on head before
+    panel.preset.activated.emit(panel.preset.findData("dicom"))
+    window.open_image("chest")
+    assert (panel.width.value(), panel.level.value()) == (2000, 500)
+    assert Project.open(ct_project.root).shared_window is None
 
 
 def test_monochrome1_is_shown_inverted(window_on, tmp_path):

@@ -142,9 +142,12 @@ class ImageView(QObject):
         self._drag_start = None
 
     def _set_for_all(self, enabled: bool) -> None:
-        """"Same window for all images": on, the current window becomes the project's."""
+        """"Same window for all images": on, the current window becomes the project's; off,
+        the image on screen keeps it as its own and the others go back to theirs."""
         try:
             self.project.set_window("", self.window if enabled else None, for_all=True)
+            if not enabled and self.opened is not None and self.window is not None:
+                self.project.set_window(self.opened.stem, self.window)
         except SegtoolError as error:
             self.failed.emit(str(error))
 
