@@ -442,3 +442,20 @@ def test_pydicoms_bundled_ct_series_imports_as_one_volume_in_position_order(tmp_
     affine = project.volume_info("ct5n").affine
     np.testing.assert_allclose(affine[:3, 2], [0, 0, 2.5], atol=1e-4)  # inferior to superior
     np.testing.assert_allclose(affine[2, 3], -1.2375, atol=1e-4)  # the lowest slice first
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("plain.nii", "<i2"), ("swapped.nii.gz", ">i2"),
+                                             ("scaled.nii.gz", "<u1")])
+def test_nifti_variants_decode_to_the_same_voxels(tmp_path, name, dtype):
+    voxels = np.arange(7 * 6 * 3).reshape(7, 6, 3)
+    image = nibabel.Nifti1Image(voxels.astype(dtype), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    expected = voxels.astype(np.float64)
+    if name.startswith("scaled"):
+        image.header.set_slope_inter(0.5, -3.0)  # stored values scaled on reading
+        expected = expected * 0.5 - 3.0
+    nibabel.save(image, str(tmp_path / name))
+    from segtool.core.volumes import read_volume
+
+    decoded = read_volume(tmp_path / name).array
+    assert decoded.dtype == (np.float32 if name.startswith("scaled") else np.int16)
+    np.testing.assert_allclose(decoded, expected.transpose(2, 1, 0))

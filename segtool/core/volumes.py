@@ -257,8 +257,7 @@ def _nifti_info(file: Path) -> VolumeInfo:
     layout = layout_for(affine)
     height, width = (shape[0], shape[1]) if layout.transpose else (shape[1], shape[0])
     header_dtype = np.dtype(image.get_data_dtype())
-    slope, _ = image.header.get_slope_inter()
-    dtype = header_dtype.name if slope is None or np.isnan(slope) else "float32"
+    dtype = header_dtype.name if not _scaled(image) else "float32"
     if header_dtype.kind == "f" or dtype not in ("uint8", "int8", "int16", "uint16"):
         dtype = "float32"
     forms = (image.header.get_qform(coded=True), image.header.get_sform(coded=True))
@@ -306,8 +305,7 @@ def read_volume(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXE
 
 def _nifti_view(info: VolumeInfo) -> np.ndarray:
     image = _nifti_image(info.path)
-    slope, inter = image.header.get_slope_inter()
-    if slope in (None, 1.0) and inter in (None, 0.0):
+    if not _scaled(image):
         data = _read_voxels(info.path, image)  # straight into the array: no second copy
     else:
         data = np.asanyarray(image.dataobj)
@@ -317,6 +315,14 @@ def _nifti_view(info: VolumeInfo) -> np.ndarray:
     view = info.layout.to_view(data)
     # Slices contiguous in memory: a slice switch then costs a view, not a copy.
     return np.ascontiguousarray(view)
+
+
+def _scaled(image: Any) -> bool:
+    """True when the stored values are scaled on reading (scl_slope/scl_inter; nibabel keeps
+    them on the array proxy, not in the loaded header)."""
+    slope = float(getattr(image.dataobj, "slope", 1.0))
+    inter = float(getattr(image.dataobj, "inter", 0.0))
+    return (slope, inter) != (1.0, 0.0)
 
 
 def _read_voxels(file: Path, image: Any) -> np.ndarray:
