@@ -459,3 +459,14 @@ def test_nifti_variants_decode_to_the_same_voxels(tmp_path, name, dtype):
     decoded = read_volume(tmp_path / name).array
     assert decoded.dtype == (np.float32 if name.startswith("scaled") else np.int16)
     np.testing.assert_allclose(decoded, expected.transpose(2, 1, 0))
+
+
+@pytest.mark.parametrize("shape", [(7, 6), (7, 6, 3, 1)])
+def test_a_2d_or_one_time_point_nifti_is_a_volume_of_its_slices(tmp_path, shape):
+    from segtool.core.volumes import read_volume
+
+    voxels = np.arange(int(np.prod(shape)), dtype=np.int16).reshape(shape)
+    write_nifti(tmp_path / "v.nii.gz", voxels, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    decoded = read_volume(tmp_path / "v.nii.gz").array
+    three_d = voxels.reshape(7, 6, -1)
+    np.testing.assert_array_equal(decoded, three_d.transpose(2, 1, 0))

@@ -309,7 +309,9 @@ def _nifti_view(info: VolumeInfo) -> np.ndarray:
         data = _read_voxels(info.path, image)  # straight into the array: no second copy
     else:
         data = np.asanyarray(image.dataobj)
-    data = data.reshape(data.shape[:3] + ((info.channels,) if info.channels > 1 else ()))
+    rows_cols = (info.height, info.width) if info.layout.transpose else (info.width, info.height)
+    channels = (info.channels,) if info.channels > 1 else ()
+    data = data.reshape((*rows_cols, info.slices, *channels), order="A")  # (X, Y) gains Z
     if data.dtype.name != info.dtype:
         data = data.astype(info.dtype)
     view = info.layout.to_view(data)
