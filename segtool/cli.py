@@ -29,6 +29,8 @@ COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
 EXPORT_FORMATS = ("index", "color", "coco", "nifti")
 IMAGES_HELP = ("folder of images to copy in; NIfTI files, TIFF stacks and DICOM series (each "
                "sub-folder, or the .dcm files of one series) come in as volumes")
+REFERENCE_HELP = ("reference the images where they are instead of copying them (big datasets; "
+                  "segtool.json records each path; a DICOM series is still converted in)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,10 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--max-pixels", type=int, default=None,
                      help="refuse images with more pixels than this, read from the header "
                           "before decoding (default: 2**28)")
+    new.add_argument("--reference", action="store_true", help=REFERENCE_HELP)
 
     add = add_command("add", "copy more images into a project")
     add.add_argument("project", type=Path)
     add.add_argument("--images", type=Path, required=True, help=IMAGES_HELP)
+    add.add_argument("--reference", action="store_true", help=REFERENCE_HELP)
 
     train = add_command("train", "train the U-Net on the labelled masks")
     train.add_argument("project", type=Path)
@@ -192,7 +196,8 @@ def _cmd_new(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.classes.split(",") if name.strip()]
     limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     # Built beside the target and renamed into place: a killed run leaves no half project.
-    project, report = create_project_from_folder(args.project, args.images, names, **limit)
+    project, report = create_project_from_folder(args.project, args.images, names,
+                                                 reference=args.reference, **limit)
     for path, reason in report.skipped:  # unsupported types and unreadable files, with why
         print(f"skipped {path}: {reason}")
     print(f"created {project.root} with {len(report.imported)} image(s), "
@@ -206,10 +211,13 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
     project = Project.open(args.project)
     candidates = image_candidates(args.images)
-    report = project.import_images(candidates)
+    report = project.import_images(candidates, reference=args.reference)
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}")
-    print(f"added {len(report.imported)} image(s) to {project.root}")
+    if args.reference:
+        print(f"referenced {len(report.imported)} image(s) where they are, from {project.root}")
+    else:
+        print(f"added {len(report.imported)} image(s) to {project.root}")
     return 0
 
 

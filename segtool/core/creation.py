@@ -76,8 +76,10 @@ def create_project_from_folder(
     class_names: Sequence[str] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Callable[[int, int], None] | None = None,
+    reference: bool = False,
 ) -> tuple[Project, ImportReport]:
-    """Make a project in ``target`` holding copies of the readable images in ``images_dir``.
+    """Make a project in ``target`` holding copies of the readable images in ``images_dir``
+    (with ``reference``: referencing them where they are, see Project.import_images).
 
     All or nothing: until the last image is copied, ``target`` stays as it was (missing or
     empty). Leftovers of an interrupted earlier run are removed first.
@@ -102,7 +104,7 @@ def create_project_from_folder(
     try:
         os.chmod(staging, 0o777 & ~process_umask())  # mkdtemp makes it 0700; a new folder is not
         project = Project.create(staging, class_names, max_pixels)
-        report = project.import_images(candidates, progress)
+        report = project.import_images(candidates, progress, reference=reference)
         _take_over(folder, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

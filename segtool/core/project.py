@@ -271,8 +271,14 @@ class Project:
             return sorted(self._images, key=lambda stem: (_natural_key(stem), stem))
 
     def image_path(self, stem: str) -> Path:
-        """``images/<file>`` of image ``stem``."""
-        return self.images_dir / self._record(stem)["file"]
+        """``images/<file>`` of image ``stem``, or the file it references where it is."""
+        record = self._record(stem)
+        referenced = record.get("path")
+        return Path(referenced) if referenced else self.images_dir / record["file"]
+
+    def is_referenced(self, stem: str) -> bool:
+        """True when image ``stem`` was referenced where it is rather than copied."""
+        return bool(self._record(stem).get("path"))
 
     def mask_path(self, stem: str) -> Path:
         """``masks/<stem>.png``, or ``masks/<stem>.nii.gz`` for a volume (existing or not)."""
@@ -438,8 +444,14 @@ class Project:
         self,
         paths: Iterable[str | os.PathLike[str]],
         progress: Callable[[int, int], None] | None = None,
+        reference: bool = False,
     ) -> ImportReport:
         """Copy readable images into ``images/`` and add them to the project.
+
+        With ``reference`` the image files stay where they are (big datasets): segtool.json
+        records each one's absolute path and nothing is copied; one that goes missing later
+        reads as "file not found" (UNREADABLE), never a crash. A DICOM series is always
+        converted into images/ (it is many files).
 
         Each file is decoded once to make sure it is readable, then copied atomically (an
         interrupted copy leaves nothing in images/). Refused, with the reason in the report:
@@ -458,7 +470,7 @@ class Project:
                     source = item.files[0].parent if len(item.files) > 1 else item.files[0]
                     stem = item.name
                 else:
-                    reason = self._import_one(item)
+                    reason = self._import_one(item, reference)
                     source, stem = item, split_name(item.name)[0]
                 if reason is None:
                     report.imported.append(stem)
@@ -472,8 +484,9 @@ class Project:
                 self.save()
         return report
 
-    def _import_one(self, file: Path) -> str | None:
-        """Import one file; return None on success or the reason it was refused.
+    def _import_one(self, file: Path, reference: bool = False) -> str | None:
+        """Import one file (or, with ``reference``, record where it is); return None on
+        success or the reason it was refused.
 
         Decoding and copying run without the lock, so a long import in a worker thread
         does not block the GUI thread saving masks.
@@ -498,6 +511,8 @@ class Project:
                     extra.update(_dicom_display(file))
         except SegtoolError as error:
             return error.problem
+        if reference:
+            return self._add_record(stem, file.name, {**extra, "path": os.path.abspath(file)})
         target = self.images_dir / file.name
         try:
             with open(file, "rb") as source, atomic_writer(target, "wb") as destination:
@@ -749,7 +764,8 @@ def _parse_project(
         status = entry.get("status", ImageStatus.UNLABELLED.value)
         if not isinstance(status, str) or status not in statuses:
             raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
-        images[stem] = {"file": entry["file"], "status": status, **_volume_keys(entry, stem, file)}
+        images[stem] = {"file": entry["file"], "status": status, **_volume_keys(entry, stem, file),
+                        **_reference_keys(entry, stem, file)}
     max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise SegtoolError("malformed project file: 'max_pixels' must be a positive integer", file)
@@ -806,6 +822,18 @@ def _check_classes(labels: np.ndarray, num_classes: int, path: Path) -> None:
         raise SegtoolError(f"label volume holds class index {unknown[0]}, but the project has "
                            f"{num_classes} classes (0..{num_classes - 1}, 255 = unlabelled)",
                            path)
+
+
+def _reference_keys(entry: dict[str, Any], stem: str, file: Path) -> dict[str, str]:
+    """The ``path`` of an image referenced where it is: absolute, ending in its file name."""
+    if "path" not in entry:
+        return {}
+    path = entry["path"]
+    if (not isinstance(path, str) or "\0" in path or not os.path.isabs(path)
+            or Path(path).name != entry["file"]):
+        raise SegtoolError(f"malformed project file: image {stem!r}: 'path' must be the "
+                           f"absolute path of {entry['file']!r}, found {path!r:.80}", file)
+    return {"path": path}
 
 
 def _parse_colour(value: Any) -> Colour:

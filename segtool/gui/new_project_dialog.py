@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -88,7 +89,14 @@ class NewProjectDialog(QDialog):
         form.addRow("", self.target_label)
         form.addRow("Images", _folder_row(self.images_folder, self._choose_images))
         form.addRow("Classes", self.classes)
-        note = QLabel("The images are copied into the project's images/ folder. Volumes "
+        self.copy_images = QCheckBox("Copy the images into the project")
+        self.copy_images.setChecked(True)
+        self.copy_images.setToolTip(
+            "Unticked, the images stay where they are and the project records their paths "
+            "(for big datasets); an image moved or deleted later shows as 'file not found'.")
+        form.addRow("", self.copy_images)
+        note = QLabel("The images are copied into the project's images/ folder unless you "
+                      "untick the box above. Volumes "
                       "(NIfTI, TIFF stacks, DICOM series: a sub-folder each, or the .dcm "
                       "files of one series) become one image each, labelled slice by slice; "
                       "a DICOM series is stored as NIfTI.")
@@ -180,8 +188,9 @@ class NewProjectDialog(QDialog):
             QApplication.processEvents()
 
         try:
-            self.project, imported = create_project_from_folder(target, images, names,
-                                                                progress=report)
+            self.project, imported = create_project_from_folder(
+                target, images, names, progress=report,
+                reference=not self.copy_images.isChecked())
         except SegtoolError as error:
             self.show_problem(str(error))
             return
