@@ -275,17 +275,25 @@ def cpu_row(phase: Phase) -> str:
             f"{groups['busy niced']:>8.0f}")
 
 
+def start_idle(scratch: Path, args: argparse.Namespace
+               ) -> tuple[object, LatenessProbe, list[int], Phase]:
+    """The window on the demo project in ``scratch``, the lateness probe running, and the
+    idle phase measured: ``(window, probe, stroke counter, idle phase)``."""
+    window = open_window(scratch)
+    probe = LatenessProbe()
+    probe.start()
+    counter = [0]
+    run_loop(1.0)
+    idle = measure(Phase("idle"), window, args.seconds, args.moves, args.saves, counter)
+    return window, probe, counter, idle
+
+
 def continuous_main(args: argparse.Namespace) -> int:
     """Idle, then continuous learning on (its start-up until the first slice, then
     ``--training-seconds`` of strokes and saves, each save joining the training data)."""
     load_before = loadavg()
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
-        window = open_window(Path(scratch))
-        probe = LatenessProbe()
-        probe.start()
-        counter = [0]
-        run_loop(1.0)
-        idle = measure(Phase("idle"), window, args.seconds, args.moves, args.saves, counter)
+        window, probe, counter, idle = start_idle(Path(scratch), args)
         reports: list[object] = []
         published: list[str] = []
         started = time.perf_counter()
@@ -348,12 +356,7 @@ def main(argv: list[str]) -> int:
 
     load_before = loadavg()
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
-        window = open_window(Path(scratch))
-        probe = LatenessProbe()
-        probe.start()
-        counter = [0]
-        run_loop(1.0)
-        idle = measure(Phase("idle"), window, args.seconds, args.moves, args.saves, counter)
+        window, probe, counter, idle = start_idle(Path(scratch), args)
 
         outcomes: list[object] = []
         window.training.run_finished.connect(outcomes.append)

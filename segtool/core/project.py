@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,13 +334,8 @@ class Project:
         path = self.mask_path(stem)
         _check_classes(labels, self.num_classes, path)
         self.check_writable(path)
-        with self._lock:
-            expected = self._mask_stamps.get(stem, _UNKNOWN)
-            current = file_stamp(path)
-            if expected is not _UNKNOWN and current is not None and current != expected:
-                raise SegtoolError(_CHANGED, path)
+        with self._lock, self._unchanged_since_read(stem, path):
             write_label_volume(path, labels, info)
-            self._mask_stamps[stem] = file_stamp(path)
             record = self._record(stem)
             labelled = int(np.count_nonzero(labels.min(axis=(1, 2)) != UNLABELLED))
             old = dict(record)
@@ -629,14 +624,20 @@ class Project:
         """
         path = self.mask_path(stem)
         self.check_writable(path)
-        with self._lock:
-            expected = self._mask_stamps.get(stem, _UNKNOWN)
-            current = file_stamp(path)
-            # A mask deleted or set aside meanwhile is no one's newer work: write it again.
-            if expected is not _UNKNOWN and current is not None and current != expected:
-                raise SegtoolError(_CHANGED, path)
+        with self._lock, self._unchanged_since_read(stem, path):
             write_mask(path, mask, self.colours if colours is None else colours)
-            self._mask_stamps[stem] = file_stamp(path)
+
+    @contextlib.contextmanager
+    def _unchanged_since_read(self, stem: str, path: Path) -> Iterator[None]:
+        """Around a write of ``stem``'s mask file: refuse (SegtoolError) when it changed on
+        disk since this project read or wrote it, and remember its new stamp after."""
+        expected = self._mask_stamps.get(stem, _UNKNOWN)
+        current = file_stamp(path)
+        # A mask deleted or set aside meanwhile is no one's newer work: write it again.
+        if expected is not _UNKNOWN and current is not None and current != expected:
+            raise SegtoolError(_CHANGED, path)
+        yield
+        self._mask_stamps[stem] = file_stamp(path)
 
     def forget_mask_stamps(self) -> None:
         """Forget what the masks looked like on disk (after this process rewrote them all)."""

@@ -104,10 +104,6 @@ class RenderedLayerItem(QGraphicsItem):
             self._render, self._shape = render, (int(shape[0]), int(shape[1]))
         self.update()
 
-    @property
-    def has_source(self) -> bool:
-        return self._render is not None
-
     def boundingRect(self) -> QRectF:
         return QRectF(0, 0, self._shape[1], self._shape[0])
 
