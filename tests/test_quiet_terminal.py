@@ -61,3 +61,18 @@ def test_segtool_train_on_the_command_line_prints_no_tensorflow_notices(make_pro
     debug = subprocess.run([*command[:4], "--debug", *command[4:]], capture_output=True,
                            text=True, timeout=600)
     assert debug.returncode == 0 and "DEBUG" in debug.stderr  # --debug shows everything
+
+
+def test_segtool_new_on_dicom_with_harmless_oddities_prints_no_pydicom_warnings(tmp_path):
+    from volume_helpers import ct_like, write_dicom_series
+
+    # A UID component with a leading zero: pydicom's validation warns about it on every
+    # read; scanners write such values (the cardiac set has them).
+    write_dicom_series(tmp_path / "ct" / "series", ct_like(slices=3),
+                       series_uid="2.16.124.113543.6006.99.08975550791105350405")
+    result = subprocess.run([sys.executable, "-m", "segtool", "new", str(tmp_path / "p"),
+                             "--images", str(tmp_path / "ct")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "created" in result.stdout and "1 image(s)" in result.stdout
+    assert result.stderr == "", result.stderr

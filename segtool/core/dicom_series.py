@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from segtool.core.errors import SegtoolError
-from segtool.core.images import DEFAULT_MAX_PIXELS
+from segtool.core.images import DEFAULT_MAX_PIXELS, pydicom_module
 from segtool.core.volumes import write_nifti_gz
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class DisplayDefaults:
 
 def _header(file: Path) -> Any | None:
     """The DICOM header of ``file`` without pixels, or None when it is not DICOM."""
-    import pydicom
+    pydicom = pydicom_module()
     from pydicom.errors import InvalidDicomError
 
     try:
@@ -258,7 +258,7 @@ def convert_series(series: DicomSeries, target: Path,
 
 
 def _pixels(file: Path) -> np.ndarray:
-    import pydicom
+    pydicom = pydicom_module()
 
     try:
         return np.asarray(pydicom.dcmread(file).pixel_array)

@@ -293,8 +293,19 @@ def _tiff_decode(file: Path) -> np.ndarray:
 # --- DICOM: pydicom (imported lazily: it takes a fifth of a second to import) -------------
 
 
-def _dicom_header(file: Path) -> Any:
+def pydicom_module() -> Any:
+    """pydicom, set not to warn while reading: scanners write values its validation
+    flags (e.g. a UI with a leading zero), which are harmless to us, and its warnings would
+    reach the terminal from every file of a series. Problems that matter raise."""
     import pydicom
+    import pydicom.config
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    return pydicom
+
+
+def _dicom_header(file: Path) -> Any:
+    pydicom = pydicom_module()
     from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
