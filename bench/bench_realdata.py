@@ -92,7 +92,13 @@ def make_project(root: Path, data_split: realdata.Split, masks: dict[str, np.nda
     folder = root / "source"
     folder.mkdir()
     for path in [*data_split.train.values(), *data_split.test.values()]:
-        (folder / path.name).symlink_to(path.resolve())
+        place = folder
+        if path.suffix.lower() == ".dcm":
+            # The protocol labels each DICOM file as a 2D image. Loose files of one series
+            # would import as one volume; a folder holding one single-frame file is a 2D image.
+            place = folder / path.stem
+            place.mkdir()
+        (place / path.name).symlink_to(path.resolve())
     project_dir = root / "project"
     classes = ",".join(data_split.protocol.classes)
     run_cli(["new", str(project_dir), "--images", str(folder), "--classes", classes])

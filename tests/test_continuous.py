@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
+from test_session import SIZE, TINY
+from test_session import _label_half as label_half
 
-from segtool.core.masks import UNLABELLED
 from segtool.core.models import list_models, read_sidecar
 from segtool.core.project import Project
-from segtool.core.synthetic import nuclei_image
 from segtool.ml import continuous
 from segtool.ml.continuous import ContinuousTrainer
-
-SIZE = 64
-TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,16 +32,9 @@ class Clock:
         return time.monotonic() + self.offset
 
 
-def _label_half(project, stem, seed):
-    _, truth = nuclei_image(size=SIZE, seed=seed)
-    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
-    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
-    project.save_mask(stem, mask)
-
-
 def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project):
     project = make_project(n_images=2, size=SIZE)
-    _label_half(project, "img-1", 1)
+    label_half(project, "img-1", 1)
     clock = Clock()
     trainer = ContinuousTrainer(project.root, overrides=TINY, clock=clock)
     first = trainer.run_slice(1.5)
@@ -61,7 +50,7 @@ def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project
     assert not second.new_labels and second.published is None
     assert [m.name for m in list_models(project.models_dir)] == [first.published.name]
 
-    _label_half(project, "img-2", 2)  # the window saves another mask
+    label_half(project, "img-2", 2)  # the window saves another mask
     clock.offset += continuous.PUBLISH_GAP_S
     third = trainer.run_slice(1.0)
     assert third.new_labels and third.labelled_images == 2
@@ -77,13 +66,13 @@ def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project
 
 def test_pauses_when_there_is_nothing_new_to_learn(make_project, monkeypatch):
     project = make_project(n_images=1, size=SIZE)
-    _label_half(project, "img-1", 1)
+    label_half(project, "img-1", 1)
     monkeypatch.setattr(continuous, "MIN_GAIN", 10.0)  # no slice counts as progress
     trainer = ContinuousTrainer(project.root, overrides=TINY)
     reports = [trainer.run_slice(0.2) for _ in range(continuous.IDLE_AFTER_SLICES + 1)]
     assert all(r.steps > 0 for r in reports[:-1])
     assert reports[-1].idle and reports[-1].steps == 0
-    _label_half(Project.open(project.root), "img-1", 3)  # new labels wake it up
+    label_half(Project.open(project.root), "img-1", 3)  # new labels wake it up
     woken = trainer.run_slice(0.2)
     assert woken.new_labels and not woken.idle and woken.steps > 0
 
@@ -92,7 +81,7 @@ def test_a_current_model_is_continued_and_must_be_beaten(make_project):
     from segtool.ml.session import train_project
 
     project = make_project(n_images=1, size=SIZE)
-    _label_half(project, "img-1", 1)
+    label_half(project, "img-1", 1)
     outcome = train_project(project, max_seconds=None, epochs=1, config_overrides=TINY)
     assert outcome.became_current
     trainer = ContinuousTrainer(project.root, overrides=TINY)
