@@ -7,8 +7,9 @@ way a user meets it), and the phases the Training panel shows are time-stamped f
 press to ``run_finished``. Printed per budget: each phase's start, the wall time from the
 press to the end, and the overrun (wall - budget). Goal: the whole run within the budget
 plus a few seconds (saving the model and scoring the previous one come after the budget).
+First, quitting the window a few seconds into a long run is timed (goal: closed within 2 s).
 
-    python bench/bench_budget.py [--budgets 30 90]
+    python bench/bench_budget.py [--budgets 30 90] [--quit-after 5]
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from benchlib import isolate_settings, loadavg, run_loop, wait_for  # noqa: E402
 
 
-def one_run(budget: int, folder: Path) -> dict:
-    """In this process: the window on a demo project, Ctrl+T with ``budget``, timings."""
+def one_run(budget: int, folder: Path, quit_after: float | None = None) -> dict:
+    """In this process: the window on a demo project, Ctrl+T with ``budget``, timings.
+    With ``quit_after``, the window is closed that many seconds into training (the quit
+    question answered "stop and quit") and the close is timed instead."""
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
@@ -53,6 +56,14 @@ def one_run(budget: int, folder: Path) -> dict:
     if thread is None:
         raise SystemExit(f"Ctrl+T did not start: {window.statusBar().currentMessage()}")
     thread.phase.connect(lambda text: phases.append((time.monotonic() - pressed, text)))
+    if quit_after is not None:
+        wait_for(lambda: any(text == "training" for _, text in phases), 600)
+        run_loop(quit_after)
+        closing = time.monotonic()
+        window.close()
+        closed = time.monotonic() - closing
+        return {"budget": budget, "close": closed, "phases": phases,
+                "visible": window.isVisible(), "running": thread.isRunning()}
     wait_for(lambda: bool(outcomes), budget + 600)
     wall = time.monotonic() - pressed
     run_loop(0.2)
@@ -65,13 +76,24 @@ def one_run(budget: int, folder: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
+        quit_after = float(argv[2]) if len(argv) > 2 else None
         with tempfile.TemporaryDirectory() as folder:
-            print(json.dumps(one_run(int(argv[1]), Path(folder))))
+            print(json.dumps(one_run(int(argv[1]), Path(folder), quit_after)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[30, 90])
+    parser.add_argument("--quit-after", type=float, default=5.0,
+                        help="then quit the window this many seconds into a 300 s run")
     args = parser.parse_args(argv)
     print(f"load before: {loadavg()}")
+    done = subprocess.run([sys.executable, __file__, "--child", "300", str(args.quit_after)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"quit {args.quit_after:.0f} s into training: the window closed in "
+              f"{row['close']:.2f} s (worker still running: {row['running']})")
+    else:
+        print(f"quit during training: failed\n{done.stderr[-2000:]}")
     for budget in args.budgets:
         done = subprocess.run([sys.executable, __file__, "--child", str(budget)],
                               capture_output=True, text=True, check=False)
