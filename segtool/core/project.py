@@ -158,6 +158,7 @@ class Project:
         self.current_model = current_model
         self.max_pixels = max_pixels  # images above this many pixels are refused unread
         self._images = images
+        self._names: list[str] | None = None  # image_names(), sorted once (100,000 images)
         # casefolded stem -> stem: masks/<stem>.png must be unique on case-insensitive disks
         self._folded = {stem.casefold(): stem for stem in images}
         self._lock = threading.RLock()
@@ -268,7 +269,9 @@ class Project:
     def image_names(self) -> list[str]:
         """Image stems in natural order (``img2`` before ``img10``)."""
         with self._lock:
-            return sorted(self._images, key=lambda stem: (_natural_key(stem), stem))
+            if self._names is None:
+                self._names = sorted(self._images, key=lambda stem: (_natural_key(stem), stem))
+            return list(self._names)
 
     def image_path(self, stem: str) -> Path:
         """``images/<file>`` of image ``stem``, or the file it references where it is."""
@@ -527,6 +530,7 @@ class Project:
             if reason:
                 return reason
             self._images[stem] = {"file": name, "status": status.value, **extra}
+            self._names = None
             self._folded[stem.casefold()] = stem
         return None
 
