@@ -53,6 +53,7 @@ class ImageListPanel(QWidget):
         self.sort_box.addItem("Sort by model uncertainty", "uncertainty")
         self.sort_box.currentIndexChanged.connect(lambda _index: self._rebuild())
         self.list = QListWidget()
+        self.list.setUniformItemSizes(True)  # one row height: 100,000 rows lay out at once
         self.list.itemActivated.connect(self._on_item)
         self.list.itemClicked.connect(self._on_item)
         layout = QVBoxLayout(self)
@@ -61,6 +62,7 @@ class ImageListPanel(QWidget):
         layout.addWidget(self.sort_box)
         layout.addWidget(self.list)
         self._stems: list[str] = []
+        self._items: dict[str, QListWidgetItem] = {}
         self._status: dict[str, ImageStatus] = {}
         self._reasons: dict[str, str] = {}
         self._uncertainty: Callable[[str], float | None] = lambda _stem: None
@@ -95,7 +97,7 @@ class ImageListPanel(QWidget):
         item = self._item(stem)
         if item is not None:
             self._decorate(item, stem)
-        self._apply_filter()
+            self._filter_one(item, self.filter_box.currentData())
 
     def refresh_uncertainty(self, stem: str) -> None:
         """A prediction of ``stem`` arrived: re-sort when sorting by uncertainty."""
@@ -126,11 +128,13 @@ class ImageListPanel(QWidget):
         current_stem = current.data(Qt.UserRole) if current else None
         self.list.blockSignals(True)
         self.list.clear()
+        self._items = {}
         for stem in self.ordered_stems():
             item = QListWidgetItem(stem)
             item.setData(Qt.UserRole, stem)
             self._decorate(item, stem)
             self.list.addItem(item)
+            self._items[stem] = item
         self.list.blockSignals(False)
         if current_stem:
             self.select(current_stem)
@@ -153,16 +157,16 @@ class ImageListPanel(QWidget):
 
     def _apply_filter(self) -> None:
         wanted = self.filter_box.currentData()
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            status = self._status.get(item.data(Qt.UserRole), ImageStatus.UNLABELLED)
-            item.setHidden(wanted != ALL and status.value != wanted)
+        for item in self._items.values():
+            self._filter_one(item, wanted)
+
+    def _filter_one(self, item: QListWidgetItem, wanted: str) -> None:
+        status = self._status.get(item.data(Qt.UserRole), ImageStatus.UNLABELLED)
+        item.setHidden(wanted != ALL and status.value != wanted)
 
     def _item(self, stem: str) -> QListWidgetItem | None:
-        for row in range(self.list.count()):
-            if self.list.item(row).data(Qt.UserRole) == stem:
-                return self.list.item(row)
-        return None
+        """The list's row of ``stem`` (a dict lookup: lists hold 100,000 images)."""
+        return self._items.get(stem)
 
     def _on_item(self, item: QListWidgetItem) -> None:
         self.image_selected.emit(item.data(Qt.UserRole))

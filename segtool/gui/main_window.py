@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.workspace.subscribe_problems(self.show_error)
         self.current_stem: str | None = None
         self._labels_seen = False  # the first-run hint is gone once labels were seen
+        self._statuses_unlabelled: bool | None = None  # every image's status unlabelled?
         self.opened: OpenedImage | None = None
         self.ask: Callable[[str, str], bool] = ask or self._ask_dialog
         # Closing while training runs: stop / keep training / cancel. With ``ask`` given
@@ -691,7 +692,10 @@ class MainWindow(QMainWindow):
                                    dict(self.workspace.unreadable))
 
     def _refresh_image_list_entry(self, stem: str) -> None:
-        self.image_list.update_status(stem, self.project.status(stem))
+        status = self.project.status(stem)
+        if status != ImageStatus.UNLABELLED:
+            self._statuses_unlabelled = False
+        self.image_list.update_status(stem, status)
 
     def _update_first_run_hint(self) -> None:
         """Show what to do first on a project with no labels at all; once there are
@@ -699,9 +703,11 @@ class MainWindow(QMainWindow):
         hint = self.first_run_hint
         if not hint.isVisible() and self._labels_seen:
             return
+        if self._statuses_unlabelled is None:  # scanned once: projects hold 100,000 images
+            self._statuses_unlabelled = all(self.project.status(stem) == ImageStatus.UNLABELLED
+                                            for stem in self.project.image_names())
         no_labels = (not self.read_only and self.opened is not None
-                     and all(self.project.status(stem) == ImageStatus.UNLABELLED
-                             for stem in self.project.image_names())
+                     and self._statuses_unlabelled
                      and bool((self.opened.document.mask == UNLABELLED).all()))
         self._labels_seen = self._labels_seen or not no_labels
         hint.setVisible(no_labels and not self._labels_seen)
