@@ -6,32 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
 from qt_events import drag
+from test_session import SIZE, TINY
+from window_helpers import window_on_fixture  # noqa: F401
 
 from segtool.core.masks import UNLABELLED
 from segtool.core.models import read_sidecar
 from segtool.core.synthetic import nuclei_image
 from segtool.gui.actions import ActionName
-from segtool.gui.main_window import MainWindow
 from segtool.ml import continuous
 
-SIZE = 64
-TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
 
-
-def _open(qtbot, project):
-    window = MainWindow(project, ask=lambda title, question: True)
+def _open(window_on, project):
+    window = window_on(project, size=(1000, 700))
     window.training.config_overrides = dict(TINY)
     window.continuous.config_overrides = dict(TINY)
     window.continuous.slice_seconds = 1.0
-    qtbot.addWidget(window)
-    window.resize(1000, 700)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()  # window shortcuts need the active window
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
-    window.canvas.setFocus()
     return window
 
 
@@ -46,9 +36,9 @@ def project(make_project):
 
 
 def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
-        qtbot, qsettings_tmp, project, monkeypatch):
+        qtbot, window_on, project, monkeypatch):
     monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
-    window = _open(qtbot, project)
+    window = _open(window_on, project)
     action = window.actions_by_name[ActionName.CONTINUOUS]
     assert action in window.toolbar.actions() and not action.isChecked()
     with qtbot.waitSignal(window.training.model_changed, timeout=120_000) as changed:
@@ -78,7 +68,7 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
     window.close()  # stops the worker (waiting for a step that is under way to end)
     qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
 
-    again = _open(qtbot, type(project).open(project.root))
+    again = _open(window_on, type(project).open(project.root))
     assert again.actions_by_name[ActionName.CONTINUOUS].isChecked()
     assert again.continuous.running
     worker = again.continuous.thread
@@ -87,6 +77,6 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
     qtbot.waitUntil(lambda: not worker.isRunning(), timeout=60_000)
     assert again.training_panel.continuous_state.text() == "continuous learning: off"
     again.close()
-    third = _open(qtbot, type(project).open(project.root))
+    third = _open(window_on, type(project).open(project.root))
     assert not third.continuous.running  # off is remembered too
     third.close()

@@ -14,40 +14,22 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from qt_events import capsule, click, double_click, drag
+from window_helpers import window_on_fixture  # noqa: F401
 
 from segtool.core.masks import UNLABELLED, read_mask
 from segtool.core.project import ImageStatus
 from segtool.core.synthetic import nuclei_image
 from segtool.gui.actions import ActionName
 from segtool.gui.canvas import Tool
-from segtool.gui.main_window import MainWindow
 
 SIZE = 64
 
 
 @pytest.fixture
-def open_window(qtbot, qsettings_tmp, make_project):
-    """``open_window(project=None)``: a shown MainWindow (on a new 3-image project by default)."""
-
-    def factory(project=None, answers=None):
-        project = project or make_project(n_images=3, size=SIZE)
-        answers = [] if answers is None else answers
-
-        def ask(title, question):
-            answers.append(title)
-            return True
-
-        window = MainWindow(project, ask=ask)
-        qtbot.addWidget(window)
-        window.resize(900, 700)
-        window.show()
-        qtbot.waitExposed(window)
-        window.activateWindow()
-        window.canvas.setFocus()
-        QApplication.processEvents()
-        return window
-
-    return factory
+def open_window(window_on):
+    """``open_window(project=None, answers=None)``: a shown MainWindow (on a new 3-image
+    project by default); window_helpers' factory."""
+    return window_on
 
 
 def key(qtbot, window, sequence, modifier=Qt.NoModifier):
