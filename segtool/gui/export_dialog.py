@@ -10,12 +10,9 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -23,6 +20,7 @@ from PySide6.QtWidgets import (
 from segtool.core.errors import SegtoolError
 from segtool.core.export import ExportFormat, export_project
 from segtool.core.project import Project
+from segtool.gui.folder_row import folder_row
 
 FORMAT_TEXT = {
     ExportFormat.INDEX: "Class-index PNGs (value = class, 255 = unlabelled)",
@@ -44,11 +42,6 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export masks")
         self.setMinimumWidth(520)
         self.folder = QLineEdit(str(project.root.parent / f"{project.root.name}-export"))
-        choose = QPushButton("Choose…")
-        choose.clicked.connect(self._choose)
-        row = QHBoxLayout()
-        row.addWidget(self.folder, 1)
-        row.addWidget(choose)
         self.format = QComboBox()
         for fmt, text in FORMAT_TEXT.items():
             self.format.addItem(text, fmt.value)
@@ -60,7 +53,7 @@ class ExportDialog(QDialog):
         self.problem.setStyleSheet("color: #c03030;")
         self.problem.setVisible(False)
         form = QFormLayout()
-        form.addRow("Folder", row)
+        form.addRow("Folder", folder_row(self, self.folder, "Export to"))
         form.addRow("Format", self.format)
         form.addRow("", self.replace)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -72,11 +65,6 @@ class ExportDialog(QDialog):
         layout.addWidget(self.problem)
         layout.addWidget(buttons)
         self.summary = ""
-
-    def _choose(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
-        if chosen:
-            self.folder.setText(chosen)
 
     def export(self) -> None:
         text = self.folder.text().strip()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -11,13 +10,10 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressDialog,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +25,7 @@ from segtool.core.creation import (
 )
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project
+from segtool.gui.folder_row import folder_row
 
 DEFAULT_CLASSES = "background, object"
 
@@ -44,15 +41,6 @@ def parse_class_names(text: str) -> list[str]:
     if repeated:
         raise SegtoolError(f"the class name {repeated[0]!r} appears twice", "classes")
     return names
-
-
-def _folder_row(edit: QLineEdit, choose: Callable[[], None]) -> QHBoxLayout:
-    row = QHBoxLayout()
-    row.addWidget(edit, 1)
-    button = QPushButton("Choose…")
-    button.clicked.connect(choose)
-    row.addWidget(button)
-    return row
 
 
 class NewProjectDialog(QDialog):
@@ -85,9 +73,10 @@ class NewProjectDialog(QDialog):
         self.problem.setVisible(False)
         form = QFormLayout()
         form.addRow("Project name", self.name)
-        form.addRow("Create in", _folder_row(self.parent_folder, self._choose_parent))
+        form.addRow("Create in", folder_row(self, self.parent_folder, "Create the project in"))
         form.addRow("", self.target_label)
-        form.addRow("Images", _folder_row(self.images_folder, self._choose_images))
+        form.addRow("Images", folder_row(self, self.images_folder,
+                                         "Folder of images to label"))
         form.addRow("Classes", self.classes)
         self.copy_images = QCheckBox("Copy the images into the project")
         self.copy_images.setChecked(True)
@@ -129,18 +118,6 @@ class NewProjectDialog(QDialog):
     def _show_target(self) -> None:
         target = self.target()
         self.target_label.setText(f"→ {target}" if target else "")
-
-    def _choose_parent(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Create the project in",
-                                                  self.parent_folder.text())
-        if chosen:
-            self.parent_folder.setText(chosen)
-
-    def _choose_images(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Folder of images to label",
-                                                  self.images_folder.text())
-        if chosen:
-            self.images_folder.setText(chosen)
 
     def show_problem(self, text: str) -> None:
         self.problem.setText(text)
