@@ -33,7 +33,7 @@ import numpy as np
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project, file_stamp
 from segtool.ml.backend import keras
-from segtool.ml.data import PatchSampler, split_holdout, validation_crops
+from segtool.ml.data import PatchSampler, split_holdout
 from segtool.ml.losses import mean_iou
 from segtool.ml.recipe import choose_recipe
 from segtool.ml.session import (
@@ -44,13 +44,13 @@ from segtool.ml.session import (
     new_model_path,
 )
 from segtool.ml.train import (
-    MAX_VALIDATION_CROPS,
     TrainConfig,
     _class_predictor,
     _compiled_functions,
     _downsamplings,
     _starting_model,
     _Validator,
+    held_out_validator,
 )
 from segtool.ml.unet import copy_model, model_classes
 
@@ -118,6 +118,7 @@ class ContinuousTrainer:
         self._sampler: PatchSampler | None = None
         self._splits: list = []
         self._validators: dict = {}
+        self._normalised: dict = {}
         self._num_classes = 0
         self._training_set: object | None = None
         # The model to beat: (model, its input spec, its predictor), its name and score.
@@ -157,13 +158,11 @@ class ContinuousTrainer:
                                       _stable_rng(stem, index, mask), config.holdout_block)
                         for index, (stem, mask) in enumerate(zip(
                             training_set.stems, training_set.masks, strict=True))]
-        augmentation = config.augmentation
-        if augmentation is not None:
-            augmentation = dataclasses.replace(augmentation, rotations=config.rotations)
         self._sampler = PatchSampler(images, [train for train, _ in self._splits],
-                                     config.patch_size,
-                                     np.random.default_rng(self.total_steps), augmentation)
+                                     config.patch_size, np.random.default_rng(self.total_steps),
+                                     config.sampler_augmentation())
         self._training_set = training_set
+        self._normalised = {self.spec: images}  # the images as each model's spec makes them
         self._validators = {}
         self._num_classes = project.num_classes
         self._best = self._score(self.model, self.spec, self._predict)
@@ -174,15 +173,11 @@ class ContinuousTrainer:
         """Held-out crops of the current data as ``spec`` makes them (cached)."""
         key = (spec, multiple)
         if key not in self._validators:
-            images = self._training_set.normalised(spec)
-            crops, labels = validation_crops(images, [val for _, val in self._splits],
-                                             self.config.holdout_block,
-                                             self.config.validation_margin, multiple)
-            if len(crops) > MAX_VALIDATION_CROPS:
-                keep = np.sort(np.random.default_rng(0).choice(
-                    len(crops), MAX_VALIDATION_CROPS, replace=False))
-                crops, labels = crops[keep], labels[keep]
-            self._validators[key] = _Validator(crops, labels, self._num_classes)
+            if spec not in self._normalised:
+                self._normalised[spec] = self._training_set.normalised(spec)
+            self._validators[key] = held_out_validator(
+                self._normalised[spec], [val for _, val in self._splits], self._num_classes,
+                self.config, multiple, np.random.default_rng(0))
         return self._validators[key]
 
     def _score(self, model: keras.Model, spec: InputSpec,

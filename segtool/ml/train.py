@@ -79,6 +79,12 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.99
 
+    def sampler_augmentation(self) -> Augmentation | None:
+        """The patch sampler's augmentation, with 90-degree turns as ``rotations`` says."""
+        if self.augmentation is None:
+            return None
+        return dataclasses.replace(self.augmentation, rotations=self.rotations)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainProgress:
@@ -240,24 +246,13 @@ def train_model(
         split_holdout(mask, config.holdout_fraction, rng, config.holdout_block) for mask in masks
     ]
     train_masks = [train for train, _ in splits]
-    augmentation = config.augmentation
-    if augmentation is not None:
-        augmentation = dataclasses.replace(augmentation, rotations=config.rotations)
+    augmentation = config.sampler_augmentation()
     worker = replicated.worker_index if replicated else 0
     sampler_rng = rng if worker == 0 else np.random.default_rng((config.seed, worker))
     sampler = PatchSampler(images, train_masks, config.patch_size, sampler_rng, augmentation)
     local_batch = config.batch_size * (replicated.local_replicas if replicated else 1)
-    crops, crop_labels = validation_crops(
-        images,
-        [val for _, val in splits],
-        config.holdout_block,
-        config.validation_margin,
-        multiple,
-    )
-    if len(crops) > MAX_VALIDATION_CROPS:
-        keep = np.sort(rng.choice(len(crops), MAX_VALIDATION_CROPS, replace=False))
-        crops, crop_labels = crops[keep], crop_labels[keep]
-    validate = _Validator(crops, crop_labels, num_classes)
+    validate = held_out_validator(images, [val for _, val in splits], num_classes, config,
+                                  multiple, rng)
 
     with replicated.scope() if replicated else contextlib.nullcontext():
         optimizer = keras.optimizers.AdamW(
@@ -367,13 +362,31 @@ def holdout_iou(
     ``config.validation_margin`` of context), so any model, old or new, is judged alike and
     big images cost only their held-out blocks.
     """
-    multiple = 2 ** _downsamplings(model)
+    validate = held_out_validator(images, val_masks, num_classes, config,
+                                  2 ** _downsamplings(model))
+    if validate.empty:
+        return None
+    return np.asarray(validate(_class_predictor(model)))
+
+
+def held_out_validator(
+    images: Sequence[np.ndarray],
+    val_masks: Sequence[np.ndarray],
+    num_classes: int,
+    config: TrainConfig,
+    multiple: int,
+    rng: np.random.Generator | None = None,
+) -> _Validator:
+    """Validation on the held-out pixels: a crop around each held-out block with
+    ``config.validation_margin`` of context, sized to a multiple of ``multiple``. With
+    ``rng``, at most ``MAX_VALIDATION_CROPS`` crops drawn with it; without, all of them."""
     crops, labels = validation_crops(
         images, val_masks, config.holdout_block, config.validation_margin, multiple
     )
-    if len(crops) == 0:
-        return None
-    return np.asarray(_Validator(crops, labels, num_classes)(_class_predictor(model)))
+    if rng is not None and len(crops) > MAX_VALIDATION_CROPS:
+        keep = np.sort(rng.choice(len(crops), MAX_VALIDATION_CROPS, replace=False))
+        crops, labels = crops[keep], labels[keep]
+    return _Validator(crops, labels, num_classes)
 
 
 def _validation_due(
