@@ -60,6 +60,7 @@ class TrainingPanel(QWidget):
                                    "saved mask joins within seconds, and a better model "
                                    "replaces the current one (at most one every 30 s)")
         self.continuous_state = QLabel("continuous learning: off")
+        self._continuous_state = "learning"  # what the worker last said it does
         self.device_label = QLabel("device: not started")
         self.device_description: str | None = None  # what the last run reported
         self.progress = QProgressBar()
@@ -202,12 +203,12 @@ class TrainingPanel(QWidget):
 
     def set_continuous_state(self, state: str) -> None:
         """What continuous learning does ("learning", "waiting for new labels", "off")."""
-        self._continuous = state
+        self._continuous_state = state
         self.continuous_state.setText(f"continuous learning: {state}")
 
     def show_continuous_slice(self, report: object) -> None:
         """One slice's news: steps so far, the held-out score against the current model's."""
-        parts = [getattr(self, "_continuous", "learning"), f"{report.total_steps} steps"]
+        parts = [self._continuous_state, f"{report.total_steps} steps"]
         if report.val_iou is not None:
             parts.append(f"val IoU {report.val_iou:.3f}")
         if report.current_iou is not None:

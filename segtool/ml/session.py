@@ -196,6 +196,10 @@ def _band_any(array: np.ndarray, band: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+class NothingLabelledError(SegtoolError):
+    """The project has no labelled pixel yet (continuous learning waits for some)."""
+
+
 def collect_training_set(
     project: Project, channels: int | None = None, margin: int = CROP_MARGIN
 ) -> TrainingSet:
@@ -233,7 +237,8 @@ def collect_training_set(
             project.root,
         )
     if not pairs:
-        raise SegtoolError("nothing is labelled yet: paint some pixels first", project.root)
+        raise NothingLabelledError("nothing is labelled yet: paint some pixels first",
+                                   project.root)
     training_set = TrainingSet([], [], [], channels)
     for stem, mask in pairs:
         volume = mask.ndim == 3

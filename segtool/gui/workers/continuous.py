@@ -82,6 +82,7 @@ class ContinuousThread(BackgroundThread):
             load_tensorflow_quietly()
             from segtool.ml.continuous import SLICE_S, ContinuousTrainer
             from segtool.ml.device import configure_devices
+            from segtool.ml.session import NothingLabelledError
 
             device = configure_devices(gui_threads())
             self.device_ready.emit(device)
@@ -96,12 +97,13 @@ class ContinuousThread(BackgroundThread):
                     continue
                 try:
                     report = trainer.run_slice(seconds, cancel=self._interrupted)
+                except NothingLabelledError:
+                    shown = self._show("waiting for labels", shown)
+                    self._wait()
+                    continue
                 except SegtoolError as error:
-                    if "nothing is labelled" in error.problem:
-                        shown = self._show("waiting for labels", shown)
-                    else:
-                        self.failed.emit(str(error))
-                        shown = self._show("waiting for the labels to be fixed", shown)
+                    self.failed.emit(str(error))
+                    shown = self._show("waiting for the labels to be fixed", shown)
                     self._wait()
                     continue
                 self.slice_done.emit(report)
