@@ -2,13 +2,14 @@
 
 Builds a project of ``--images`` tiny grey PNGs (16x16) in a temporary folder. Importing
 100,000 files through ``segtool add`` would take a quarter of an hour, so the big project's
-``images/`` holds hard links to a few distinct PNGs and its segtool.json is written directly,
-as ``segtool new`` would write it; the import rate is measured apart, with ``segtool add`` of
-``--import-sample`` real files, and extrapolated. Then, each in a fresh process where it says
-so:
+``images/`` holds hard links to a few distinct PNGs and its segtool.json is written directly
+in format 1 (every image's record inside it, as segtool wrote projects before the image
+store); the import rate is measured apart, with ``segtool add`` of ``--import-sample`` real
+files, and extrapolated. Then, each in a fresh process where it says so:
 
-* ``Project.open`` (fresh process);
-* a status change (``Project.set_status``, which rewrites segtool.json), p50/p95 of 20;
+* the first ``Project.open``, which moves the records into segtool.sqlite (fresh process);
+* ``Project.open`` of the moved project (fresh process);
+* a status change (``Project.set_status``: one row of segtool.sqlite), p50/p95 of 20;
 * ``segtool info`` (fresh process);
 * the main window opened on the project (offscreen, first image shown), and switching images
   (``open_image`` of the next image, saving nothing), p50/p95 of 30.
@@ -54,9 +55,9 @@ def build(root: Path, count: int) -> Path:
         name = f"img{index:06d}.png"
         os.link(sources[index % DISTINCT], project.images_dir / name)
         images[f"img{index:06d}"] = {"file": name, "status": "unlabelled"}
-    data = project.to_json()
-    data["images"] = images
+    data = {**project.to_json(), "version": 1, "images": images}
     (root / "segtool.json").write_text(json.dumps(data, indent=2) + "\n")
+    (root / "segtool.sqlite").unlink()
     return root
 
 
@@ -64,6 +65,10 @@ def child(kind: str, root: Path) -> dict:
     """One measurement in this (fresh) process."""
     from segtool.core.project import ImageStatus, Project
 
+    if kind == "migrate":
+        start = time.perf_counter()
+        Project.open(root)
+        return {"migrate": time.perf_counter() - start}
     if kind == "open":
         start = time.perf_counter()
         project = Project.open(root)
@@ -139,10 +144,15 @@ def main(argv: list[str]) -> int:
         root = build(folder / "big", args.images)
         built = time.perf_counter() - start
         size = (root / "segtool.json").stat().st_size
+        migrated = run_child("migrate", root)
+        sizes = [(root / name).stat().st_size for name in ("segtool.json", "segtool.sqlite")]
         opened = run_child("open", root)
         info = timed_cli("info", str(root))
         window = run_child("window", root)
-    print(f"{args.images:,} images; segtool.json {size / 1e6:.1f} MB (built in {built:.0f} s)")
+    print(f"{args.images:,} images; format 1 segtool.json {size / 1e6:.1f} MB (built in "
+          f"{built:.0f} s)")
+    print(f"first open, moving the records into the store: {migrated['migrate']:.2f} s; then "
+          f"segtool.json {sizes[0] / 1e3:.1f} kB, segtool.sqlite {sizes[1] / 1e6:.1f} MB")
     print(f"import ('segtool add' of {args.import_sample} files): {per_image * 1e3:.1f} ms "
           f"an image -> {per_image * args.images / 60:.0f} min for {args.images:,}")
     print(f"Project.open: {opened['open']:.2f} s (goal <= 3 s for the window)")

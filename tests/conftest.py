@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -58,11 +59,18 @@ def qsettings_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_thread_left_running() -> Iterator[None]:
-    """Fail any test that leaves a QThread running (workers must be stopped)."""
+def no_thread_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test that leaves a QThread running (workers must be stopped).
+
+    After a Qt test, collect its garbage here, on the main thread: a window left in a
+    reference cycle and collected later by a worker thread's garbage collection deadlocks
+    PySide6 (seen: the training thread destroying an old QMenu while the main thread
+    destroyed another widget, each waiting for the other's lock)."""
     yield
     if "PySide6.QtCore" not in sys.modules:
         return
+    if "qtbot" in request.fixturenames:
+        gc.collect()
     from segtool.gui.workers import running_threads
 
     leftover = running_threads()

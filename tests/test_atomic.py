@@ -97,7 +97,7 @@ def test_project_save_serialisation_error_keeps_the_previous_file(tmp_path, monk
     with pytest.raises(TypeError):
         project.save()
     assert project.project_file.read_text() == before
-    assert json.loads(before)["version"] == 1
+    assert json.loads(before)["version"] == 2
 
 
 def test_interrupted_mask_write_keeps_the_previous_mask(tmp_path, monkeypatch):

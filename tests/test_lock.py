@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from store_helpers import stored_records
 
 from segtool.cli import main
 from segtool.core.errors import SegtoolError
@@ -112,19 +113,27 @@ def test_segtool_json_changed_by_another_writer_is_not_overwritten(
 ) -> None:
     project = make_project(n_images=2)
     stale = Project.open(project.root)
-    # Another program (no lock: an old segtool, a network disk) adds a class meanwhile.
+    # Another program (no lock: an old segtool, a network disk) adds a class and reviews
+    # an image meanwhile.
     file = project.project_file
     data = json.loads(file.read_text(encoding="utf-8"))
     data["classes"].append({"name": "debris", "colour": [1, 2, 3]})
     time.sleep(0.01)
     file.write_text(json.dumps(data), encoding="utf-8")
+    first, second = project.image_names()
+    Project.open(project.root).set_status(first, "reviewed")
 
+    # A status change writes the image's own record, nobody else's.
+    stale.set_status(second, "reviewed")
+    assert {stem: record["status"] for stem, record in stored_records(project.root).items()
+            } == {first: "reviewed", second: "reviewed"}
+    # A settings change would rewrite segtool.json over the other's: refused.
     with pytest.raises(SegtoolError, match="changed on disk") as refused:
-        stale.set_status("img-1", "reviewed")
+        stale.add_class("stale")
 
     assert str(file) in str(refused.value)
     assert [c["name"] for c in json.loads(file.read_text())["classes"]][-1] == "debris"
-    assert stale.status("img-1").value == "unlabelled"  # memory matches the disk again
+    assert [c.name for c in stale.classes][-1] != "stale"  # memory matches the disk again
 
 
 def test_a_mask_saved_by_another_writer_is_not_overwritten(make_project: MakeProject) -> None:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from store_helpers import make_format_1, plant_row, stored_records
 
 from segtool.core.errors import SegtoolError
 from segtool.core.masks import UNLABELLED
@@ -29,15 +30,15 @@ def test_create_writes_the_folder_contract(tmp_path):
         assert (tmp_path / "p" / sub).is_dir()
     data = json.loads((tmp_path / "p" / "segtool.json").read_text())
     assert data == {
-        "version": 1,
+        "version": 2,
         "classes": [
             {"name": "background", "colour": list(DEFAULT_COLOURS[0])},
             {"name": "cell", "colour": list(DEFAULT_COLOURS[1])},
             {"name": "debris", "colour": list(DEFAULT_COLOURS[2])},
         ],
         "current_model": None,
-        "images": {},
     }
+    assert stored_records(tmp_path / "p") == {}
     assert project.num_classes == 3
 
 
@@ -125,7 +126,7 @@ def test_import_copies_images_and_lists_them_in_natural_order(tmp_path):
     assert project.image_names() == ["img1", "img2", "img10", "stack"]
     assert (project.images_dir / "img10.png").read_bytes() == sources[0].read_bytes()
     assert all(project.status(stem) == ImageStatus.UNLABELLED for stem in project.image_names())
-    saved = json.loads(project.project_file.read_text())["images"]
+    saved = stored_records(project.root)
     assert saved["img2"] == {"file": "img2.png", "status": "unlabelled"}
 
 
@@ -293,15 +294,21 @@ HOSTILE_IMAGES = {
 
 
 @pytest.mark.parametrize("images", list(HOSTILE_IMAGES.values()), ids=list(HOSTILE_IMAGES))
-def test_hostile_image_entries_are_one_error_naming_the_file(tmp_path, images):
-    Project.create(tmp_path / "p")
-    file = tmp_path / "p" / "segtool.json"
-    data = json.loads(file.read_text())
-    data["images"] = images
-    file.write_text(json.dumps(data))
-    with pytest.raises(SegtoolError, match="malformed project file") as error:
-        Project.open(tmp_path / "p")
-    assert str(file) in str(error.value) and "\n" not in str(error.value)
+@pytest.mark.parametrize("where", ["segtool.json", "segtool.sqlite"])
+def test_hostile_image_entries_are_one_error_naming_the_file(tmp_path, images, where):
+    root = tmp_path / "p"
+    Project.create(root)
+    if where == "segtool.json":  # a format 1 project, or one edited by hand
+        make_format_1(root, images)
+    else:
+        for stem, entry in images.items():
+            plant_row(root, stem, entry["file"], entry["status"])
+    before = {path.name: path.read_bytes() for path in root.iterdir() if path.is_file()}
+    kind = "project file" if where == "segtool.json" else "image store"
+    with pytest.raises(SegtoolError, match=f"malformed {kind}") as error:
+        Project.open(root)
+    assert str(root / where) in str(error.value) and "\n" not in str(error.value)
+    assert {path.name: path.read_bytes() for path in root.iterdir() if path.is_file()} == before
 
 
 def test_deeply_nested_project_file_is_one_cli_line(tmp_path):

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtWidgets import QDialog
+from store_helpers import plant_row, stored_records
 
 from segtool.core.errors import SegtoolError
 from segtool.core.masks import UNLABELLED
@@ -33,7 +34,7 @@ def test_referenced_images_stay_where_they_are_and_read_like_copies(tmp_path):
     assert list(project.images_dir.iterdir()) == []  # nothing copied
     assert project.image_path("photo-1") == source / "photo-1.png"
     assert project.is_referenced("photo-1")
-    entry = json.loads(project.project_file.read_text())["images"]["photo-1"]
+    entry = stored_records(project.root)["photo-1"]
     assert entry["path"] == str(source / "photo-1.png") and entry["file"] == "photo-1.png"
     again = Project.open(project.root)
     assert again.read_image("photo-2").shape == (16, 20)
@@ -53,12 +54,10 @@ def test_a_malformed_path_in_the_project_file_is_one_clear_error(tmp_path, path)
     source = photos(tmp_path / "data", count=1)
     project = Project.create(tmp_path / "p")
     project.import_images([source / "photo-0.png"], reference=True)
-    data = json.loads(project.project_file.read_text())
-    data["images"]["photo-0"]["path"] = path
-    project.project_file.write_text(json.dumps(data))
+    plant_row(project.root, "photo-0", "photo-0.png", "unlabelled", json.dumps({"path": path}))
     with pytest.raises(SegtoolError, match="'path' must be the absolute path") as caught:
         Project.open(project.root)
-    assert caught.value.path == str(project.project_file)
+    assert caught.value.path == str(project.store_file)
 
 
 def test_new_and_add_reference_on_the_command_line(tmp_path):

@@ -17,6 +17,7 @@ import nibabel
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
+from store_helpers import make_format_1
 from volume_helpers import ct_like, write_dicom_series, write_nifti, write_tiff_stack
 
 from segtool.core.creation import create_project_from_folder
@@ -56,7 +57,7 @@ def test_dicom_series_is_sorted_along_the_normal_rescaled_and_given_its_geometry
     # DICOM's LPS origin (-100, -120, 30) is RAS (100, 120, 30); i steps 0.7 mm to the left.
     np.testing.assert_allclose(image.affine[:3, 3], [100.0, 120.0, 30.0])
     np.testing.assert_allclose(np.diag(image.affine)[:3], [-0.7, -0.8, 2.5], atol=1e-5)
-    record = project.to_json()["images"]["head"]
+    record = project.image_record("head")
     assert record["dicom_window"] == [40.0, 400.0] and record["photometric"] == "MONOCHROME2"
     assert len(files) == 6
 
@@ -372,12 +373,9 @@ def test_new_train_predict_export_a_volume_from_the_command_line(tmp_path, capsy
 def test_a_stack_imported_as_2d_before_volumes_says_it_shows_one_slice(tmp_path):
     project = Project.create(tmp_path / "project")
     write_tiff_stack(project.images_dir / "old.tif", np.zeros((3, 8, 8), np.uint8))
-    data = json.loads(project.project_file.read_text())
-    data["images"]["old"] = {"file": "old.tif", "status": "unlabelled"}  # an older project
-    project.project_file.write_text(json.dumps(data))
     shutil.copy(get_testdata_file("rtdose.dcm"), project.images_dir / "dose.dcm")
-    data["images"]["dose"] = {"file": "dose.dcm", "status": "unlabelled"}
-    project.project_file.write_text(json.dumps(data))
+    make_format_1(project.root, {"old": {"file": "old.tif", "status": "unlabelled"},
+                                 "dose": {"file": "dose.dcm", "status": "unlabelled"}})
     workspace = Workspace(Project.open(project.root))
     opened = workspace.open("old")
     assert opened.image.shape == (8, 8) and opened.volume is None
@@ -388,9 +386,7 @@ def test_a_stack_imported_as_2d_before_volumes_says_it_shows_one_slice(tmp_path)
 def test_a_dicom_added_before_windows_were_kept_still_gets_its_own(tmp_path):
     project = Project.create(tmp_path / "project")
     shutil.copy(get_testdata_file("MR_small.dcm"), project.images_dir / "knee.dcm")
-    data = json.loads(project.project_file.read_text())
-    data["images"]["knee"] = {"file": "knee.dcm", "status": "unlabelled"}  # an older project
-    project.project_file.write_text(json.dumps(data))
+    make_format_1(project.root, {"knee": {"file": "knee.dcm", "status": "unlabelled"}})
     opened = Workspace(Project.open(project.root)).open("knee")
     assert opened.window == Window(600, 1600)
 

@@ -1,18 +1,22 @@
-"""The project folder: ``segtool.json``, ``images/``, ``masks/``, ``models/``.
+"""The project folder: ``segtool.json``, ``segtool.sqlite``, ``images/``, ``masks/``, ``models/``.
 
-``segtool.json`` holds the format version, the classes (name and colour), the current
-model (a file name in ``models/``) and, per image, its file name in ``images/`` and its
-status. ``masks/<stem>.png`` is the label mask of ``images/<stem>.<ext>`` (see masks.py).
+``segtool.json`` holds the format version and the project's settings: the classes (name and
+colour), the current model (a file name in ``models/``), the pixel limit and a shared window.
+``segtool.sqlite`` (store.py) holds one record per image: its file name in ``images/``, its
+status and its other keys; a status change writes one row, not the whole project (format 2).
+A project of format 1 kept the records in segtool.json; it is moved to the store when it is
+opened and no one else has it, else at its first write (which holds the project lock).
+``masks/<stem>.png`` is the label mask of ``images/<stem>.<ext>`` (see masks.py).
 A volume (NIfTI, multi-page TIFF, or a DICOM series converted at import to
 ``images/<stem>.nii.gz``) has ``slices`` in its record and one label volume
 ``masks/<stem>.nii.gz`` (see volumes.py); a DICOM's own window and photometric
 interpretation are kept in the record (``dicom_window``, ``photometric``), and the window the
 user last set is kept per image (``window``) or for the whole project (``shared_window``).
-Every write (segtool.json, masks, imported images) is atomic.
+Every write (segtool.json, the store, masks, imported images) is atomic.
 
 Methods that change the project (set_status, save_mask, add_class, set_current_model,
-import_images) save ``segtool.json`` themselves; :meth:`Project.save` is there for
-callers that changed nothing else. A lock makes them safe to call from worker threads.
+import_images) save ``segtool.json`` or the image's record themselves; :meth:`Project.save`
+is there for callers that changed nothing else. A lock makes them safe to call from worker threads.
 
 One writer per project is the job of :mod:`segtool.core.lock`; as a second line of defence
 a Project never writes segtool.json or a mask over a file that changed on disk since it
@@ -46,6 +50,7 @@ from segtool.core.files import read_regular_text
 from segtool.core.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, image_info, read_image
 from segtool.core.masks import MAX_CLASSES, UNLABELLED, check_mask, read_mask, write_mask
 from segtool.core.recovery import recover_if_idle
+from segtool.core.store import STORE_FILE, create_store, read_records, write_records
 from segtool.core.volumes import (
     NIFTI_SUFFIXES,
     Volume,
@@ -62,7 +67,7 @@ from segtool.core.window import Window, parse_window
 log = logging.getLogger(__name__)
 
 PROJECT_FILE = "segtool.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: the image records were in segtool.json; 2: in segtool.sqlite
 DEFAULT_CLASS_NAMES = ("background", "foreground")
 
 # Class colours, chosen to stay apart from each other and from black (= unlabelled in
@@ -158,6 +163,8 @@ class Project:
         self.current_model = current_model
         self.max_pixels = max_pixels  # images above this many pixels are refused unread
         self._images = images
+        # Format 1: the records are in segtool.json until the first write moves them.
+        self._legacy = False
         self._names: list[str] | None = None  # image_names(), sorted once (100,000 images)
         # casefolded stem -> stem: masks/<stem>.png must be unique on case-insensitive disks
         self._folded = {stem.casefold(): stem for stem in images}
@@ -204,6 +211,7 @@ class Project:
         for sub in (folder, project.images_dir, project.masks_dir, project.models_dir):
             sub.mkdir(parents=True, exist_ok=True)
         project._stamp = None  # there must be no segtool.json to overwrite
+        create_store(project.store_file, [])  # before segtool.json, which makes it a project
         project.save()
         return project
 
@@ -228,22 +236,55 @@ class Project:
             raise SegtoolError("malformed project file: nested too deeply", file) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise SegtoolError(f"cannot read project file ({error})", file) from None
-        classes, images, current_model, max_pixels = _parse_project(data, file)
+        classes, current_model, max_pixels = _parse_project(data, file)
+        legacy = data["version"] < 2
+        store = folder / STORE_FILE
+        if legacy:
+            images = _parse_images(data.get("images", {}), file)
+        elif "images" in data:
+            raise SegtoolError(f"malformed project file: 'images' belong in {STORE_FILE} since "
+                               "format 2", file)
+        else:
+            images = _parse_images(read_records(store), store)
         project = cls(folder, classes, images, current_model, max_pixels)
         project.shared_window = parse_window(data.get("shared_window"))
         project._stamp = stamp
+        project._legacy = legacy
         for sub in (project.images_dir, project.masks_dir, project.models_dir):
             try:
                 sub.mkdir(exist_ok=True)
             except OSError as error:
                 raise SegtoolError(f"cannot create the folder ({error})", sub) from None
+        if legacy:
+            project._move_records_if_idle()
         return project
+
+    def _move_records_if_idle(self) -> None:
+        """Move format 1's records into the store now, if no one else holds the project."""
+        from segtool.core.lock import ProjectLock
+
+        lock = ProjectLock.try_acquire(self.root, "segtool (moving image records)")
+        if lock is None:
+            return  # busy or read-only: the first write (under the lock) moves them
+        with lock:
+            try:
+                self.save()
+            except (SegtoolError, OSError) as error:
+                log.warning("image records left in segtool.json for now: %s", error)
+            else:
+                log.info("moved the records of %d images into %s", len(self._images),
+                         self.store_file)
 
     # --- folders and names ---------------------------------------------------------------
 
     @property
     def project_file(self) -> Path:
         return self.root / PROJECT_FILE
+
+    @property
+    def store_file(self) -> Path:
+        """``segtool.sqlite``: one record per image (see store.py)."""
+        return self.root / STORE_FILE
 
     @property
     def images_dir(self) -> Path:
@@ -347,7 +388,7 @@ class Project:
                 record["status"] = (ImageStatus.IN_PROGRESS if labelled
                                     else ImageStatus.UNLABELLED).value
             if record != old:
-                self._save_or_revert(lambda: (record.clear(), record.update(old)))
+                self._write_or_revert([stem], lambda: (record.clear(), record.update(old)))
 
     # --- display windows ----------------------------------------------------------------
 
@@ -394,8 +435,8 @@ class Project:
             else:
                 record["window"] = new
             if self.read_only is None:
-                self._save_or_revert(lambda: record.pop("window", None) if old is None
-                                     else record.__setitem__("window", old))
+                self._write_or_revert([stem], lambda: record.pop("window", None) if old is None
+                                      else record.__setitem__("window", old))
 
     def status(self, stem: str) -> ImageStatus:
         return ImageStatus(self._record(stem)["status"])
@@ -409,7 +450,7 @@ class Project:
             if old != new.value:
                 record["status"] = new.value
                 if self.read_only is None:  # read-only: kept in memory for this session
-                    self._save_or_revert(lambda: record.__setitem__("status", old))
+                    self._write_or_revert([stem], lambda: record.__setitem__("status", old))
 
     # --- classes and model --------------------------------------------------------------
 
@@ -479,7 +520,7 @@ class Project:
                     progress(done, len(items))
         finally:
             if report.imported:
-                self.save()
+                self._write_records(report.imported)
         return report
 
     def _import_one(self, file: Path, reference: bool = False) -> str | None:
@@ -663,13 +704,13 @@ class Project:
     # --- segtool.json --------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        """The content of segtool.json as a dict."""
+        """The content of segtool.json as a dict (the settings; the image records are in
+        the store, see :meth:`image_record`)."""
         with self._lock:
             data: dict[str, Any] = {
                 "version": FORMAT_VERSION,
                 "classes": [{"name": c.name, "colour": list(c.colour)} for c in self.classes],
                 "current_model": self.current_model,
-                "images": {stem: dict(self._images[stem]) for stem in self.image_names()},
             }
             if self.max_pixels != DEFAULT_MAX_PIXELS:  # optional key: absent means 2**28
                 data["max_pixels"] = self.max_pixels
@@ -678,7 +719,8 @@ class Project:
             return data
 
     def save(self) -> None:
-        """Write segtool.json atomically.
+        """Write segtool.json atomically (a format 1 project's records go into a new store
+        first: a crash between the two leaves format 1, read as before).
 
         Refuses (SegtoolError) when the project is read-only or when segtool.json changed on
         disk since this project read or wrote it (another writer: its work is not lost).
@@ -690,9 +732,44 @@ class Project:
             if self._stamp is not _UNKNOWN and current not in (self._stamp,
                                                                _WRITTEN_HERE.get(str(file))):
                 raise SegtoolError(_CHANGED, file)
+            if self._legacy:
+                self._create_store()
             text = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
             atomic_write_text(file, text)
             self._stamp = _WRITTEN_HERE[str(file)] = file_stamp(file)
+            self._legacy = False
+
+    def image_record(self, stem: str) -> dict[str, Any]:
+        """A copy of image ``stem``'s record (file, status and its other keys)."""
+        with self._lock:
+            return dict(self._record(stem))
+
+    def _create_store(self) -> None:
+        """Write every record into a new store (SegtoolError naming it on failure)."""
+        try:
+            create_store(self.store_file, [(stem, self._images[stem])
+                                           for stem in self.image_names()])
+        except OSError as error:
+            raise SegtoolError(f"could not write the image store ({error.strerror})",
+                               self.store_file) from None
+
+    def _write_records(self, stems: Sequence[str]) -> None:
+        """Write the records of ``stems`` into the store (a format 1 project: all of them,
+        with segtool.json)."""
+        with self._lock:
+            if self._legacy:
+                self.save()
+                return
+            self.check_writable(self.store_file)
+            write_records(self.store_file, [(stem, self._images[stem]) for stem in stems])
+
+    def _write_or_revert(self, stems: Sequence[str], revert: Callable[[], object]) -> None:
+        """Write the records of ``stems``; if that fails, undo the in-memory change."""
+        try:
+            self._write_records(stems)
+        except BaseException:
+            revert()
+            raise
 
     def _save_or_revert(self, revert: Callable[[], object]) -> None:
         """Save; if that fails, undo the in-memory change so memory matches the disk."""
@@ -717,10 +794,9 @@ class Project:
 # --- parsing and checks --------------------------------------------------------------------
 
 
-def _parse_project(
-    data: Any, file: Path
-) -> tuple[list[ClassInfo], dict[str, dict[str, Any]], str | None, int]:
-    """Validate the content of segtool.json; SegtoolError naming ``file`` on any problem."""
+def _parse_project(data: Any, file: Path) -> tuple[list[ClassInfo], str | None, int]:
+    """Validate the settings in segtool.json (its image records, in format 1, are checked
+    by :func:`_parse_images`); SegtoolError naming ``file`` on any problem."""
     if not isinstance(data, dict):
         raise SegtoolError("malformed project file: not a JSON object", file)
     version = data.get("version")
@@ -752,29 +828,39 @@ def _parse_project(
     ):
         raise SegtoolError("malformed project file: 'current_model' must be a file name in "
                            f"models/, found {current_model!r:.60}", file)
-    raw_images = data.get("images", {})
+    max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise SegtoolError("malformed project file: 'max_pixels' must be a positive integer", file)
+    return classes, current_model, max_pixels
+
+
+def _parse_images(raw_images: Any, file: Path) -> dict[str, dict[str, Any]]:
+    """Validate image records (segtool.json's format 1, or the store's rows);
+    SegtoolError naming ``file`` on any problem."""
     if not isinstance(raw_images, dict):
-        raise SegtoolError("malformed project file: 'images' must be an object", file)
+        raise SegtoolError(f"{_malformed(file)}: 'images' must be an object", file)
     images = {}
     statuses = {status.value for status in ImageStatus}
     for stem, entry in raw_images.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise SegtoolError(f"malformed project file: image {stem!r} has no file", file)
+            raise SegtoolError(f"{_malformed(file)}: image {stem!r} has no file", file)
         name = entry["file"]
         if (Path(name).name != name or split_name(name)[0] != stem or not stem
                 or name.startswith(".") or "\0" in name):
             raise SegtoolError(
-                f"malformed project file: image {stem!r} names file {name!r}", file
+                f"{_malformed(file)}: image {stem!r} names file {name!r}", file
             )
         status = entry.get("status", ImageStatus.UNLABELLED.value)
         if not isinstance(status, str) or status not in statuses:
-            raise SegtoolError(f"malformed project file: image {stem!r}: status {status!r}", file)
+            raise SegtoolError(f"{_malformed(file)}: image {stem!r}: status {status!r}", file)
         images[stem] = {"file": entry["file"], "status": status, **_volume_keys(entry, stem, file),
                         **_reference_keys(entry, stem, file)}
-    max_pixels = data.get("max_pixels", DEFAULT_MAX_PIXELS)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise SegtoolError("malformed project file: 'max_pixels' must be a positive integer", file)
-    return classes, images, current_model, max_pixels
+    return images
+
+
+def _malformed(file: Path) -> str:
+    """How a bad record's message starts: which of the two files holds it."""
+    return "malformed image store" if file.name == STORE_FILE else "malformed project file"
 
 
 def _volume_keys(entry: dict[str, Any], stem: str, file: Path) -> dict[str, Any]:
@@ -784,7 +870,7 @@ def _volume_keys(entry: dict[str, Any], stem: str, file: Path) -> dict[str, Any]
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SegtoolError(f"malformed project file: image {stem!r}: {key} {value!r}",
+                raise SegtoolError(f"{_malformed(file)}: image {stem!r}: {key} {value!r}",
                                    file)
             keys[key] = value
     for key in ("window", "dicom_window"):
@@ -836,7 +922,7 @@ def _reference_keys(entry: dict[str, Any], stem: str, file: Path) -> dict[str, s
     path = entry["path"]
     if (not isinstance(path, str) or "\0" in path or not os.path.isabs(path)
             or Path(path).name != entry["file"]):
-        raise SegtoolError(f"malformed project file: image {stem!r}: 'path' must be the "
+        raise SegtoolError(f"{_malformed(file)}: image {stem!r}: 'path' must be the "
                            f"absolute path of {entry['file']!r}, found {path!r:.80}", file)
     return {"path": path}
 
