@@ -31,7 +31,8 @@ In both learning modes a training run's model becomes current only if it scores 
 well as the current one on that run's validation pixels (what ``segtool train`` does).
 
 ``--order next`` picks, after each image, the unlabelled image the current model is least
-sure of (mean of 1 - confidence, segtool's "sort by uncertainty"); ``file`` takes them in
+sure of (segtool's "sort by uncertainty": mean of 1 - confidence away from the predicted
+edges, core/uncertainty.py); ``file`` takes them in
 name order. One row per image; the last line is
 ``effort ratio brush/segtool over images 6-N: R``: the mean simulated seconds per image of
 images 6..N under ``brush`` divided by the same under the mode run (the brush figures of the
@@ -144,10 +145,12 @@ class Learner:
         return predict_stem(self.model, self.sidecar, self.project, stem)
 
     def uncertainty(self, stem: str) -> float:
+        from segtool.core.uncertainty import image_uncertainty
+
         prediction = self.predict(stem)
         if prediction is None:
             return 0.0
-        return 1.0 - float(np.mean(prediction[1], dtype=np.float64)) / 255.0
+        return image_uncertainty(*prediction)
 
 
 def brush_seconds(truth: np.ndarray, args: argparse.Namespace) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from segtool.core.project import ImageStatus, Project
+from segtool.core.uncertainty import image_uncertainty
 from segtool.gui.workers import BACKGROUND, CURRENT, PredictionThread
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class PredictionLayer(QObject):
         return cached[1], cached[2]
 
     def uncertainty(self, stem: str) -> float | None:
-        """Mean per-pixel uncertainty (1 - confidence) of ``stem`` under the current model."""
+        """Mean uncertainty (1 - confidence) of ``stem`` under the current model, away from
+        its predicted edges (see core/uncertainty.py)."""
         entry = self.uncertainties.get(stem)
         if entry is None or entry[0] != self.model_name:
             return None
@@ -124,8 +126,7 @@ class PredictionLayer(QObject):
                 len(self.results) > KEEP_PREDICTIONS
                 or sum(c.nbytes + p.nbytes for _, c, p in self.results.values()) > KEEP_BYTES):
             self.results.popitem(last=False)
-        uncertainty = 1.0 - float(np.mean(confidence, dtype=np.float64)) / 255.0
-        self.uncertainties[stem] = (model_name, uncertainty)
+        self.uncertainties[stem] = (model_name, image_uncertainty(classes, confidence))
         left = self.thread.pending() if self.thread is not None else 0
         if left:
             self.message.emit(f"Updating predictions: {left} image(s) left", 3000)
