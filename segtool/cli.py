@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 COMMANDS = ("gui", "demo", "new", "add", "train", "predict", "export", "info")
 EXPORT_FORMATS = ("index", "color", "coco", "nifti")
+READS_ONLY = "this command only reads the project"  # info, export, predict: no lock, no writes
 IMAGES_HELP = ("folder of images to copy in; NIfTI files, TIFF stacks and DICOM series (each "
                "sub-folder, or the .dcm files of one series) come in as volumes")
 REFERENCE_HELP = ("reference the images where they are instead of copying them (big datasets; "
@@ -246,9 +247,8 @@ def _cmd_train_distributed(args: argparse.Namespace, role: ClusterRole) -> int:
     from segtool.ml.session import train_project
 
     distribution = _join(role)
-    project = Project.open(args.project)
-    if not role.is_chief:
-        project.read_only = "a worker of a distributed job: the chief writes"
+    project = Project.open(args.project, read_only=None if role.is_chief else
+                           "a worker of a distributed job: the chief writes")
     outcome = train_project(project, max_seconds=args.max_seconds, epochs=args.epochs,
                             from_scratch=args.from_scratch, progress=_progress_printer(project),
                             distribution=distribution)
@@ -334,7 +334,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         project_channels,
     )
 
-    project = Project.open(args.project)
+    project = Project.open(args.project, read_only=READS_ONLY)
     stems = _select_images(project, args.images)
     names = {stem: f"{stem}.nii.gz" if project.is_volume(stem) else f"{stem}.png"
              for stem in stems}
@@ -389,7 +389,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from segtool.core import export
     from segtool.core.project import Project
 
-    project = Project.open(args.project)
+    project = Project.open(args.project, read_only=READS_ONLY)
     report = export.export_project(project, args.out, args.format, force=args.force,
                                    unlabelled_zero=args.unlabelled == "0")
     print(report)
@@ -400,7 +400,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from segtool.core.info import project_summary
     from segtool.core.project import Project
 
-    print(project_summary(Project.open(args.project)))
+    print(project_summary(Project.open(args.project, read_only=READS_ONLY)))
     return 0
 
 

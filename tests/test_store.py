@@ -171,3 +171,17 @@ def test_the_cli_names_a_damaged_store_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"segtool: error: {project.store_file}: is not an SQLite database (damaged or "
         "replaced); not read"]
+
+
+def test_commands_that_only_read_leave_a_format_1_project_as_it_is(tmp_path, capsys):
+    from segtool.cli import main
+
+    project = small_project(tmp_path / "p")
+    make_format_1(project.root)
+    before = files_of(project.root)
+    assert main(["info", str(project.root)]) == 0
+    assert main(["export", str(project.root), "--out", str(tmp_path / "out")]) == 0
+    assert "images: 3" in capsys.readouterr().out
+    assert files_of(project.root) == before
+    assert main(["add", str(project.root), "--images", str(tmp_path / "p-source")]) == 0
+    assert json.loads(project.project_file.read_text())["version"] == 2  # a writer moved them

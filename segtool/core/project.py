@@ -216,10 +216,12 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> Project:
+    def open(cls, root: str | os.PathLike[str], read_only: str | None = None) -> Project:
         """Open the project in ``root`` (the folder, or its segtool.json).
 
-        A missing or malformed segtool.json raises SegtoolError naming it.
+        With ``read_only`` (the reason) the project is only viewed: nothing is written, not
+        even the move of a format 1 project's records. A missing or malformed segtool.json
+        raises SegtoolError naming it.
         """
         folder = Path(root)
         if folder.name == PROJECT_FILE and folder.is_file():
@@ -250,12 +252,13 @@ class Project:
         project.shared_window = parse_window(data.get("shared_window"))
         project._stamp = stamp
         project._legacy = legacy
+        project.read_only = read_only
         for sub in (project.images_dir, project.masks_dir, project.models_dir):
             try:
                 sub.mkdir(exist_ok=True)
             except OSError as error:
                 raise SegtoolError(f"cannot create the folder ({error})", sub) from None
-        if legacy:
+        if legacy and read_only is None:
             project._move_records_if_idle()
         return project
 
