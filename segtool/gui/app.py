@@ -24,6 +24,7 @@ from segtool.core.errors import SegtoolError
 from segtool.core.lock import ProjectBusy, ProjectLock, ProjectReadOnly
 from segtool.core.project import Project
 from segtool.gui import settings as keys
+from segtool.gui.garbage import GuiThreadCollector
 from segtool.gui.main_window import WINDOW_LOCK, MainWindow
 from segtool.gui.new_project_dialog import NewProjectDialog
 from segtool.gui.quiet import quiet_terminal
@@ -189,6 +190,10 @@ def run_gui(project: Path | None = None) -> int:
     """
     quiet_terminal(debug=logging.getLogger().isEnabledFor(logging.DEBUG))
     app = application()
+    collector = GuiThreadCollector(app)  # never in a worker thread (see garbage.py)
     window = first_window(project)
     window.show()
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        collector.stop()
