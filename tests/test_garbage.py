@@ -40,7 +40,7 @@ def test_cycles_are_freed_on_the_gui_thread_not_a_workers(qtbot):
         Holder(freed_in)
         _allocate_in_a_worker()
         assert freed_in == []  # the worker's allocations collected nothing
-        _ = [[] for _ in range(collector.thresholds[0] + 10)]  # the GUI thread allocates
+        _ = [[] for _ in range(collector.thresholds[0] * 3)]  # the GUI thread allocates
         qtbot.waitUntil(lambda: freed_in == ["MainThread"], timeout=5000)
     finally:
         collector.stop()
