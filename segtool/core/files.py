@@ -27,15 +27,20 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device or socket")
-            raise SegtoolError(f"is {kind}, not a regular file; not read", path)
+            raise not_regular(mode, path)
         if _NONBLOCK:
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def not_regular(mode: int, path: str | os.PathLike[str]) -> SegtoolError:
+    """The refusal of ``path``, whose ``st_mode`` is ``mode``: it is no regular file."""
+    kind = ("a link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket")
+    return SegtoolError(f"is {kind}, not a regular file; not read", path)
 
 
 def read_regular_bytes(path: str | os.PathLike[str]) -> bytes:

@@ -391,7 +391,7 @@ class Project:
                 record["status"] = (ImageStatus.IN_PROGRESS if labelled
                                     else ImageStatus.UNLABELLED).value
             if record != old:
-                self._write_or_revert([stem], lambda: (record.clear(), record.update(old)))
+                self._save_or_revert(lambda: (record.clear(), record.update(old)), [stem])
 
     # --- display windows ----------------------------------------------------------------
 
@@ -438,8 +438,8 @@ class Project:
             else:
                 record["window"] = new
             if self.read_only is None:
-                self._write_or_revert([stem], lambda: record.pop("window", None) if old is None
-                                      else record.__setitem__("window", old))
+                self._save_or_revert(lambda: record.pop("window", None) if old is None
+                                     else record.__setitem__("window", old), [stem])
 
     def status(self, stem: str) -> ImageStatus:
         return ImageStatus(self._record(stem)["status"])
@@ -453,7 +453,7 @@ class Project:
             if old != new.value:
                 record["status"] = new.value
                 if self.read_only is None:  # read-only: kept in memory for this session
-                    self._write_or_revert([stem], lambda: record.__setitem__("status", old))
+                    self._save_or_revert(lambda: record.__setitem__("status", old), [stem])
 
     # --- classes and model --------------------------------------------------------------
 
@@ -766,18 +766,15 @@ class Project:
             self.check_writable(self.store_file)
             write_records(self.store_file, [(stem, self._images[stem]) for stem in stems])
 
-    def _write_or_revert(self, stems: Sequence[str], revert: Callable[[], object]) -> None:
-        """Write the records of ``stems``; if that fails, undo the in-memory change."""
+    def _save_or_revert(self, revert: Callable[[], object],
+                        stems: Sequence[str] | None = None) -> None:
+        """Save segtool.json, or with ``stems`` those images' records; if that fails, undo
+        the in-memory change so memory matches the disk."""
         try:
-            self._write_records(stems)
-        except BaseException:
-            revert()
-            raise
-
-    def _save_or_revert(self, revert: Callable[[], object]) -> None:
-        """Save; if that fails, undo the in-memory change so memory matches the disk."""
-        try:
-            self.save()
+            if stems is None:
+                self.save()
+            else:
+                self._write_records(stems)
         except BaseException:
             revert()
             raise

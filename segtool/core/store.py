@@ -32,6 +32,7 @@ from typing import Any
 
 from segtool.core.atomic import atomic_write_bytes
 from segtool.core.errors import SegtoolError
+from segtool.core.files import not_regular
 
 STORE_FILE = "segtool.sqlite"
 STORE_VERSION = 1  # PRAGMA user_version of the store
@@ -121,10 +122,8 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
                            "deleted or not copied with segtool.json?)", path) from None
     except OSError as error:
         raise SegtoolError(f"cannot read the image store ({error.strerror})", path) from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = ("a link" if stat.S_ISLNK(info.st_mode) else "a folder"
-                if stat.S_ISDIR(info.st_mode) else "a FIFO, device or socket")
-        raise SegtoolError(f"is {kind}, not a regular file; not read", path)
+    if not stat.S_ISREG(info.st_mode):  # lstat: a link is refused too
+        raise not_regular(info.st_mode, path)
     uri = Path(os.path.abspath(path)).as_uri() + "?mode=rw"
     try:
         db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
