@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,14 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from benchlib import isolate_settings, loadavg, run_loop, wait_for  # noqa: E402
+from benchlib import (  # noqa: E402
+    ChildFailed,
+    child_result,
+    isolate_settings,
+    loadavg,
+    run_loop,
+    wait_for,
+)
 
 
 def one_run(budget: int, folder: Path, quit_after: float | None = None) -> dict:
@@ -86,21 +92,19 @@ def main(argv: list[str]) -> int:
                         help="then quit the window this many seconds into a 300 s run")
     args = parser.parse_args(argv)
     print(f"load before: {loadavg()}")
-    done = subprocess.run([sys.executable, __file__, "--child", "300", str(args.quit_after)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode == 0:
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        row = child_result(__file__, "--child", "300", str(args.quit_after))
+    except ChildFailed as error:
+        print(f"quit during training: {error}")
+    else:
         print(f"quit {args.quit_after:.0f} s into training: the window closed in "
               f"{row['close']:.2f} s (worker still running: {row['running']})")
-    else:
-        print(f"quit during training: failed\n{done.stderr[-2000:]}")
     for budget in args.budgets:
-        done = subprocess.run([sys.executable, __file__, "--child", str(budget)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"budget {budget} s: failed\n{done.stderr[-2000:]}")
+        try:
+            row = child_result(__file__, "--child", str(budget))
+        except ChildFailed as error:
+            print(f"budget {budget} s: {error}")
             continue
-        row = json.loads(done.stdout.strip().splitlines()[-1])
         timeline = ", ".join(f"{text} at {at:.1f} s" for at, text in row["phases"])
         print(f"budget {budget:>4} s: wall {row['wall']:.1f} s from Ctrl+T to the end "
               f"(overrun {row['wall'] - budget:+.1f} s), {row['steps']} steps; {timeline}")

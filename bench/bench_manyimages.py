@@ -35,7 +35,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from benchlib import isolate_settings, loadavg, percentile  # noqa: E402
+from benchlib import child_result, isolate_settings, loadavg, percentile  # noqa: E402
 
 DISTINCT = 16  # distinct PNG contents behind the hard links
 
@@ -113,9 +113,7 @@ def timed_cli(*args: str) -> float:
 
 
 def run_child(kind: str, root: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", kind, str(root)],
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result(__file__, "--child", kind, str(root))
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
-from benchlib import isolate_settings, loadavg, percentile  # noqa: E402
+from benchlib import ChildFailed, child_result, isolate_settings, loadavg, percentile  # noqa: E402
 
 
 def ct_volume(slices: int, size: int) -> np.ndarray:
@@ -160,11 +159,10 @@ def child_predict(root: Path, slices: int) -> dict:
 
 
 def run_child(kind: str, root: Path, count: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, f"--child-{kind}", str(root),
-                           "--count", str(count)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        return child_result(__file__, f"--child-{kind}", str(root), "--count", str(count))
+    except ChildFailed as error:
+        raise SystemExit(str(error)) from None
 
 
 def main() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,3 +59,18 @@ def loadavg() -> str:
     """The machine's load average, to judge how noisy a run was."""
     path = Path("/proc/loadavg")
     return path.read_text().strip() if path.exists() else str(os.getloadavg())
+
+
+class ChildFailed(RuntimeError):
+    """A bench's child process exited with an error (the message ends with its stderr)."""
+
+
+def child_result(script: str, *args: str) -> dict:
+    """Run ``script`` with ``args`` in a fresh interpreter and return the JSON object its
+    last line of output holds; ChildFailed with the tail of its stderr if it fails."""
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise ChildFailed(f"{Path(script).name} {' '.join(args)} failed:\n"
+                          f"{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
