@@ -144,14 +144,22 @@ def train_in_process(
 
 
 def predict_in_process(
-    project_dir: Path, model_path: Path, stems: list[str], out: Path, flip: bool | None = None
+    project_dir: Path, model_path: Path, stems: list[str], out: Path, flip: bool | None = None,
+    offset_scale: float = 1.0,
 ) -> None:
+    """Predict ``stems`` with the saved model; with ``offset_scale`` below 1 only that share
+    of the logit offsets that training fitted (segtool/ml/calibration.py) stays in it."""
     from segtool.core.masks import write_index_png
     from segtool.ml.modelfile import load_model
     from segtool.ml.session import predict_stem
+    from segtool.ml.unet import LOGITS_LAYER
 
     project = Project.open(project_dir)
     model, sidecar = load_model(model_path)
+    offsets = sidecar.get("recipe", {}).get("logit_offsets")
+    if offset_scale != 1.0 and offsets:
+        head = model.get_layer(LOGITS_LAYER)
+        head.bias.assign(head.bias - (1.0 - offset_scale) * np.asarray(offsets, np.float32))
     out.mkdir(parents=True, exist_ok=True)
     for stem in stems:
         classes, _ = predict_stem(model, sidecar, project, stem, flip)
@@ -219,15 +227,26 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     else:
         predict_cli(case.project_dir, model, stems, out)
     ious, miou = realdata.score_predictions(case.data_split, read_predictions(out, stems))
-    flipped = float("nan")
+    flipped = unshifted = halved = float("nan")
+    unshifted_ious = None
+    model_sidecar = json.loads(model.with_suffix(".json").read_text())
+    architecture = model_sidecar["architecture"]
+    offsets = model_sidecar.get("recipe", {}).get("logit_offsets")
     if args.in_process:  # the same model with test-time flips, for comparison
         predict_in_process(case.project_dir, model, stems, out, flip=True)
         flipped = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
-    architecture = json.loads(model.with_suffix(".json").read_text())["architecture"]
+    if args.in_process and offsets:  # and without its logit offsets, or half of them
+        predict_in_process(case.project_dir, model, stems, out, offset_scale=0.0)
+        unshifted_ious, unshifted = realdata.score_predictions(
+            case.data_split, read_predictions(out, stems))
+        predict_in_process(case.project_dir, model, stems, out, offset_scale=0.5)
+        halved = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
     forest = case.forest
     forest_miou = forest.miou if forest else float("nan")
     label = f"{budget:g}" + ("" if scratch else "+ft")
     flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
+    if not np.isnan(unshifted):
+        flip_note += f" (no offsets {unshifted:.3f}, half {halved:.3f})"
     print(f"{case.name:34} {case.regime:9} {case.share:8.2%} {label:>6} {steps:6d} {wall:7.1f} "
           f"{miou:6.3f}{flip_note} {forest_miou:6.3f} {miou - forest_miou:+6.3f} "
           f"{forest.seconds if forest else float('nan'):8.1f}  {fmt(ious)} | "
@@ -235,12 +254,15 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     return {
         "set": case.name, "regime": case.regime, "labelled_share": case.share,
         "budget": budget, "scratch": scratch, "steps": steps, "wall": wall,
-        "device": device, "miou": miou, "miou_flip": flipped, "ious": ious.tolist(),
+        "device": device, "miou": miou, "miou_flip": flipped,
+        "miou_without_offsets": unshifted, "miou_half_offsets": halved,
+        "ious_without_offsets": None if unshifted_ious is None else unshifted_ious.tolist(),
+        "ious": ious.tolist(),
         "forest_miou": forest_miou, "forest_ious": forest.ious.tolist() if forest else None,
         "forest_seconds": forest.seconds if forest else None,
         "forest_samples": forest.samples if forest else None,
         "test_images": len(stems), "overrides": overrides, "threads": args.threads,
-        "architecture": architecture,
+        "architecture": architecture, "logit_offsets": offsets,
     }
 
 

@@ -43,6 +43,8 @@ def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project
     sidecar = read_sidecar(first.published)
     assert sidecar["trained_on"] == ["img-1"] and sidecar["continuous"] is True
     assert sidecar["metrics"]["mean_val_iou"] == pytest.approx(first.val_iou)
+    # Logit offsets are fitted for the published copy as a Ctrl+T run fits them.
+    assert any(r.startswith("logit offsets") for r in sidecar["recipe"]["reasons"])
     assert project.current_model is None  # making it current is the caller's job
     model = trainer.model
 

@@ -51,6 +51,12 @@ def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
     # One device: no tf.distribute strategy, one replica, the recipe's batch.
     assert sidecar["distribution"] == {"strategy": None, "replicas": 1, "workers": 1,
                                        "devices": ["CPU"], "global_batch": TINY["batch_size"]}
+    # Half the image labelled densely: borders between classes are known, so logit offsets
+    # were fitted on the held-out pixels; the sidecar says what they did.
+    offsets_line = [r for r in sidecar["recipe"]["reasons"] if r.startswith("logit offsets")]
+    assert len(offsets_line) == 1
+    offsets = sidecar["recipe"]["logit_offsets"]
+    assert (offsets is None) == offsets_line[0].startswith("logit offsets: none")
 
 
 def test_worse_model_is_kept_but_not_made_current(make_project):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
 from segtool.core.errors import SegtoolError
 from segtool.ml.losses import iou_per_class
 from segtool.ml.train import TrainConfig, learning_rate_at, train_model
-from segtool.ml.unet import build_unet, model_classes
+from segtool.ml.unet import LOGITS_LAYER, build_unet, model_classes
 
 SIZE = 96
 TINY = TrainConfig(
@@ -99,7 +100,13 @@ def test_returns_the_best_weights_on_validation(scene, trained):
     image, _ = scene
     result, reports = trained
     scores = [np.mean(r.val_iou) for r in reports[TINY.steps_per_epoch - 1 :: TINY.steps_per_epoch]]
-    assert result.mean_val_iou == pytest.approx(max(scores))
+    # The best weights are kept; then training fits logit offsets on the same held-out
+    # pixels (the labels are dense: borders are known), which may only raise the score.
+    calibration = result.calibration
+    assert calibration is not None
+    assert calibration.before == pytest.approx(max(scores))
+    assert result.mean_val_iou == pytest.approx(calibration.after)
+    assert calibration.after >= calibration.before
     # The returned model is the one that scored it, measured on the held-out pixels.
     (val_mask,) = result.val_masks
     logits = np.asarray(result.model(image[None], training=False))[0]
@@ -226,3 +233,36 @@ def test_training_with_weight_averaging_returns_the_averaged_model(scene):
     result = train_model([image], [left_half_labelled(truth)], 2, config)
     assert result.steps == config.epochs * config.steps_per_epoch
     assert right_half_iou(result.model, image, truth) > 0.85  # as good as without (above)
+
+
+def test_logit_offsets_are_fitted_only_where_the_labels_show_borders(scene, trained):
+    image, truth = scene
+    dense, _ = trained
+    assert dense.calibration is not None  # fitted (applied or not) on dense labels
+    # Scribbles: strokes inside the disks and the background, no border between classes.
+    strokes = np.full(truth.shape, 255, np.uint8)
+    inside = cv2.erode(truth, np.ones((5, 5), np.uint8))
+    outside = cv2.erode(1 - truth, np.ones((5, 5), np.uint8))
+    strokes[::6][inside[::6] == 1] = 1
+    strokes[::6][outside[::6] == 1] = 0
+    config = dataclasses.replace(TINY, epochs=2)
+    calibration = train_model([image], [strokes], 2, config).calibration
+    assert calibration is not None and not calibration.applied
+    assert calibration.reason() == ("logit offsets: none (the labels show no borders "
+                                    "between classes)")
+    off = dataclasses.replace(TINY, epochs=2, calibrate=False)
+    assert train_model([image], [left_half_labelled(truth)], 2, off).calibration is None
+
+
+def test_fitted_offsets_are_in_the_model_itself(scene):
+    """The offsets live in the logits layer's bias: a saved and reloaded model has them."""
+    image, truth = scene
+    config = dataclasses.replace(TINY, epochs=2, calibrate=False)
+    plain = train_model([image], [left_half_labelled(truth)], 2, config)
+    calibrated = train_model([image], [left_half_labelled(truth)], 2,
+                             dataclasses.replace(config, calibrate=True))
+    assert calibrated.calibration is not None and calibrated.calibration.applied
+    offsets = np.asarray(calibrated.calibration.offsets, np.float32)
+    plain_bias = plain.model.get_layer(LOGITS_LAYER).bias.numpy()
+    calibrated_bias = calibrated.model.get_layer(LOGITS_LAYER).bias.numpy()
+    np.testing.assert_allclose(calibrated_bias - offsets, plain_bias, atol=1e-6)

@@ -33,6 +33,7 @@ import numpy as np
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project, file_stamp
 from segtool.ml.backend import keras
+from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import PatchSampler, split_holdout
 from segtool.ml.losses import mean_iou
 from segtool.ml.recipe import choose_recipe
@@ -283,10 +284,13 @@ class ContinuousTrainer:
             self._stale += 1
         baseline = self._baseline_iou
         published = None
-        beats = baseline is None or score > baseline + MIN_GAIN
-        if (steps and score > -math.inf and beats
+        improved = self._stale == 0  # a new best (or new labels): worth a candidate
+        if (steps and score > -math.inf and (improved or baseline is None)
                 and self.clock() - self._last_publish >= PUBLISH_GAP_S):
-            published = self._publish(project, score)
+            candidate, calibration, candidate_score = self._candidate(score)
+            if baseline is None or candidate_score > baseline + MIN_GAIN:
+                published = self._publish(project, candidate, calibration, candidate_score)
+                score = candidate_score  # what was published, its logit offsets included
         return SliceReport(steps, self.total_steps, None if score == -math.inf else score,
                            baseline, published, new_labels, False, labelled)
 
@@ -308,28 +312,46 @@ class ContinuousTrainer:
         self.total_steps += steps
         return steps
 
-    def _publish(self, project: Project, score: float) -> Path:
-        """Save a copy of the model with its sidecar under models/; the caller makes it
-        current (on its own Project: one writer of segtool.json)."""
-        from segtool.ml.modelfile import save_model
-
+    def _candidate(self, score: float) -> tuple[keras.Model, Calibration | None, float]:
+        """A copy of the model to publish, with logit offsets fitted on the held-out pixels
+        as a Ctrl+T run fits them (segtool/ml/calibration.py), and its score."""
         assert self.model is not None and self.spec is not None and self.config is not None
         model = copy_model(self.model)
+        if not self.config.calibrate:
+            return model, None, score
+        validate = self._validator(self.spec, 2 ** _downsamplings(model))
+        calibration = calibrate_model(model, self._training_set.masks, validate.crops,
+                                      validate.labels)
+        if not calibration.applied:
+            return model, calibration, score
+        return model, calibration, self._score(model, self.spec, _class_predictor(model))
+
+    def _publish(self, project: Project, model: keras.Model, calibration: Calibration | None,
+                 score: float) -> Path:
+        """Save ``model`` (a copy of the trained one) with its sidecar under models/; the
+        caller makes it current (on its own Project: one writer of segtool.json)."""
+        from segtool.ml.modelfile import save_model
+
+        assert self.spec is not None and self.config is not None
         training_set = self._training_set
-        validate = self._validator(self.spec, 2 ** _downsamplings(self.model))
+        predict = _class_predictor(model)
+        validate = self._validator(self.spec, 2 ** _downsamplings(model))
+        reasons = list(self.reasons)
+        if calibration is not None:
+            reasons.append(calibration.reason())
         sidecar = model_sidecar(
-            project, model, self.spec, self.config, self.reasons,
-            val_ious=list(validate(self._predict)),
+            project, model, self.spec, self.config, reasons,
+            val_ious=list(validate(predict)),
             mean_val=score, previous_val=self._baseline_iou,
             stems=training_set.stems, labelled_pixels=training_set.labelled_pixels,
             run={"steps": int(self.total_steps), "device": self.device,
                  "seconds": round(float(self.clock() - self._started), 2),
                  "cancelled": False, "continuous": True},
-            parent=self._published_name or self._baseline_name)
+            parent=self._published_name or self._baseline_name, calibration=calibration)
         path = new_model_path(project)
         save_model(model, path, sidecar)
         self._last_publish = self.clock()
-        self._baseline = (model, self.spec, _class_predictor(model))
+        self._baseline = (model, self.spec, predict)
         self._baseline_iou = score
         self._published_name = path.name
         log.info("continuous learning published %s (val IoU %.3f)", path.name, score)

@@ -26,6 +26,7 @@ from segtool.core.normalize import apply_windows, channel_windows
 from segtool.core.project import ImageStatus, Project
 
 if TYPE_CHECKING:  # no TensorFlow when this module is imported
+    from segtool.ml.calibration import Calibration
     from segtool.ml.distribute import Distribution
 
 log = logging.getLogger(__name__)
@@ -417,13 +418,17 @@ def train_project(
         previous_iou = _mean(holdout_iou(
             previous[0], previous_images, result.val_masks, project.num_classes, config))
     became_current = previous_iou is None or (new_iou is not None and new_iou >= previous_iou)
+    reasons = list(recipe.reasons)
+    if result.calibration is not None:
+        reasons.append(result.calibration.reason())
     sidecar = model_sidecar(
-        project, result.model, spec, config, recipe.reasons,
+        project, result.model, spec, config, reasons,
         val_ious=list(new_ious if new_ious is not None else result.val_iou),
         mean_val=new_iou, previous_val=previous_iou, stems=training_set.stems,
         labelled_pixels=training_set.labelled_pixels,
         run={**run, "seconds": round(float(time.monotonic() - started), 2)},
-        parent=project.current_model if initial_model is not None else None)
+        parent=project.current_model if initial_model is not None else None,
+        calibration=result.calibration)
     path = new_model_path(project)
     save_model(result.model, path, sidecar)
     previous_name = project.current_model
@@ -469,7 +474,7 @@ def model_sidecar(
     project: Project, model: object, spec: InputSpec, config: object,
     reasons: Sequence[str], val_ious: Sequence[float], mean_val: float | None,
     previous_val: float | None, stems: Sequence[str], labelled_pixels: int, run: dict,
-    parent: str | None,
+    parent: str | None, calibration: Calibration | None = None,
 ) -> dict:
     """The sidecar saved beside a trained model (what ModelSidecar reads back): classes,
     input, architecture, recipe, held-out scores, what it was trained on, and ``run``
@@ -484,6 +489,8 @@ def model_sidecar(
         "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
                    "class_weights": list(config.class_weights or []) or None,
                    "rotations": config.rotations, "ema": config.ema,
+                   "logit_offsets": (list(calibration.offsets)
+                                     if calibration is not None and calibration.applied else None),
                    "reasons": list(reasons)},
         "metrics": {
             "val_iou": dict(zip(class_names, _floats(val_ious), strict=False)),

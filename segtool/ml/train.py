@@ -20,6 +20,7 @@ import numpy as np
 
 from segtool.core.errors import SegtoolError
 from segtool.ml.backend import keras, tf
+from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import (
     UNLABELLED,
     Augmentation,
@@ -78,6 +79,7 @@ class TrainConfig:
     rotations: bool = True
     ema: bool = False
     ema_decay: float = 0.99
+    calibrate: bool = True
 
     def sampler_augmentation(self) -> Augmentation | None:
         """The patch sampler's augmentation, with 90-degree turns as ``rotations`` says."""
@@ -113,6 +115,7 @@ class TrainResult:
     history: list[TrainProgress]
     cancelled: bool
     val_masks: list[np.ndarray] = dataclasses.field(default_factory=list)
+    calibration: Calibration | None = None
 
 
 def learning_rate_at(fraction: float, peak: float, warmup_fraction: float) -> float:
@@ -335,6 +338,11 @@ def train_model(
         model.set_weights(best_weights)
     if replicated:  # the caller gets an ordinary model, free of the strategy's variables
         model = copy_model(model)
+    calibration = None
+    if config.calibrate and not validate.empty and step > 0:
+        calibration = calibrate_model(model, masks, validate.crops, validate.labels)
+        if calibration.applied:
+            best_iou = validate(_class_predictor(model))
     elapsed = clock() - start
     logger.info("trained %d steps in %.1f s, validation IoU %s", step, elapsed, best_iou)
     return TrainResult(
@@ -346,6 +354,7 @@ def train_model(
         history=history,
         cancelled=cancelled,
         val_masks=[val for _, val in splits],
+        calibration=calibration,
     )
 
 
