@@ -34,6 +34,7 @@ class ModelSidecar:
     parent: str | None = None
     mean_val_iou: float | None = None
     val_iou: dict[str, float | None] = field(default_factory=dict)
+    recipe: tuple[str, ...] = ()  # how training chose its settings, one line each
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -60,6 +61,7 @@ class ModelSidecar:
             mean_val_iou=None if iou is None else float(iou),
             val_iou={str(k): (None if v is None else float(v))
                      for k, v in metrics.get("val_iou", {}).items()},
+            recipe=tuple(data.get("recipe", {}).get("reasons", [])),
             raw=data,
         )
 
@@ -95,6 +97,46 @@ class ModelRecord:
     def trained_on(self) -> list[str]:
         """The image stems it was trained on."""
         return list(self.sidecar.trained_on)
+
+
+SUMMARY_IMAGES = 8
+"""Image names a summary lists before "and N more"."""
+SUMMARY_LINE = 160
+"""A recipe line longer than this is cut in a summary."""
+
+
+def model_summary(record: ModelRecord) -> str:
+    """What a user asks of a model, in a few lines: its file, its validation IoU per class,
+    what it was trained on, how long, and how training chose its settings (the recipe)."""
+    sidecar = record.sidecar
+    lines = [record.name]
+    scores = ", ".join(f"{name} {'n/a' if iou is None else f'{iou:.3f}'}"
+                       for name, iou in sidecar.val_iou.items())
+    if sidecar.mean_val_iou is not None:
+        lines.append(f"validation IoU {sidecar.mean_val_iou:.3f}" + (f": {scores}" if scores
+                                                                     else ""))
+    else:
+        lines.append("validation IoU n/a (nothing held out)")
+    images = list(sidecar.trained_on)
+    if images:
+        shown = ", ".join(images[:SUMMARY_IMAGES])
+        more = len(images) - SUMMARY_IMAGES
+        lines.append(f"trained on {len(images)} image{'s' if len(images) != 1 else ''}: {shown}"
+                     + (f" and {more} more" if more > 0 else ""))
+    run = []
+    if sidecar.steps is not None:
+        run.append(f"{sidecar.steps} steps")
+    if sidecar.seconds is not None:
+        run.append(f"{sidecar.seconds:.0f} s")
+    if run:
+        lines.append(" in ".join(run) + (f" on {sidecar.device}" if sidecar.device else ""))
+    if sidecar.parent:
+        lines.append(f"continued from {sidecar.parent}")
+    if sidecar.recipe:
+        lines.append("recipe:")
+        lines.extend("  " + (line if len(line) <= SUMMARY_LINE else line[: SUMMARY_LINE - 3]
+                             + "...") for line in sidecar.recipe)
+    return "\n".join(lines)
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -151,6 +193,9 @@ _SIDECAR_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "steps": ("a step count", _is_count),
     "seconds": ("a number of seconds", _is_number),
     "metrics": ("an object", lambda v: isinstance(v, dict)),
+    "recipe": ("an object whose 'reasons' are a list of lines",
+               lambda v: isinstance(v, dict) and isinstance(v.get("reasons", []), list) and all(
+                   isinstance(line, str) for line in v.get("reasons", []))),
 }
 _METRIC_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "val_iou": ("an object of class name: IoU (a number or null)",

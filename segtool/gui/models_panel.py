@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -12,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from segtool.core.models import ModelRecord
+from segtool.core.models import ModelRecord, model_summary
 
 # The score first: it is what one compares, and a narrow dock still shows it.
 COLUMNS = ("", "val IoU", "created", "images", "labelled px")
@@ -56,11 +58,12 @@ class ModelsPanel(QWidget):
             cells = ("★" if record.name == current else "", "n/a" if iou is None else f"{iou:.3f}",
                      record.created.replace("T", " ")[:16], str(len(record.trained_on)),
                      str(record.sidecar.labelled_pixels or ""))
+            # Escaped, so that nothing a sidecar holds is read as markup.
+            tip = f"<p style='white-space:pre'>{html.escape(model_summary(record))}</p>"
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, record.name)
-                item.setToolTip(f"{record.name}\nper class: {record.val_iou}\n"
-                                f"trained on: {', '.join(record.trained_on)}")
+                item.setToolTip(tip)
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
 

@@ -75,10 +75,16 @@ class TrainingThread(BackgroundThread):
             # Every GPU of the host, mirrored when there are several; train_project agrees.
             self.device_ready.emit(f"{device} · {local_distribution().describe()}")
             project = Project.open(self.project_root)
+            # Loading TensorFlow came out of the budget too (the panel counts it down).
+            spent = time.monotonic() - self.created
+            if spent >= self.max_seconds:
+                raise SegtoolError(
+                    f"loading TensorFlow took {spent:.1f} s of the {self.max_seconds:g} s "
+                    "budget: no time was left to train, no model saved; give training more "
+                    "time", self.project_root)
             outcome = train_project(
                 project,
-                # Loading TensorFlow came out of the budget too (the panel counts it down).
-                max_seconds=self.max_seconds - (time.monotonic() - self.created),
+                max_seconds=self.max_seconds - spent,
                 from_scratch=self.from_scratch,
                 progress=self._report,
                 cancel=self.aborted,
