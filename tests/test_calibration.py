@@ -74,6 +74,17 @@ def test_three_classes_each_get_their_own_offset():
     assert calibration.after > calibration.before + 0.05
 
 
+def test_a_class_with_no_held_out_pixel_keeps_its_logit():
+    logits, truth = _row_logits(border=60.0, true_border=40)
+    # A third class the held-out pixels never show, predicted (wrongly) at a few pixels.
+    x = np.tile(np.arange(200, dtype=np.float32), 40)
+    logit_two = np.where((x > 100) & (x < 110), 5.0, -5.0).astype(np.float32)
+    logits = np.concatenate([logits, logit_two[:, None]], axis=1)
+    calibration = fit_offsets(logits, truth)
+    assert calibration.offsets[1] < 0
+    assert calibration.offsets[2] == 0.0
+
+
 def test_held_out_logits_keeps_only_held_out_pixels():
     crops = np.zeros((3, 8, 8, 1), np.float32)
     labels = np.full((3, 8, 8), UNLABELLED, np.uint8)

@@ -8,10 +8,11 @@ the logits layer's bias. The model file then carries its calibration: prediction
 and export need nothing new.
 
 The search is plain numpy on the held-out pixels' logits (at most a few hundred thousand
-pixels, milliseconds a try): coordinate ascent over the classes but the first (only the
-differences between offsets matter), on a grid of ``STEP`` up to ``LIMIT`` nats. Offsets that
-gain less than ``MIN_GAIN`` mean IoU are not applied (a calibration that merely fits the
-noise of a few hundred pixels), and among near-equal scores the smallest offset wins.
+pixels, milliseconds a try): coordinate ascent over the classes that have held-out pixels,
+but the first (only the differences between offsets matter), on a grid of ``STEP`` up to
+``LIMIT`` nats. Offsets that gain less than ``MIN_GAIN`` mean IoU are not applied (a
+calibration that merely fits the noise of a few hundred pixels), and among near-equal
+scores the smallest offset wins.
 
 Offsets are fitted only when the labels show where borders go: when at least
 ``MIN_BORDER_SHARE`` of the labelled regions' edges lie between two classes rather than
@@ -95,11 +96,14 @@ def fit_offsets(logits: np.ndarray, truth: np.ndarray) -> Calibration:
     before = best = score(offsets)
     if np.isnan(before) or np.unique(truth).size < 2:
         return Calibration(tuple([0.0] * num_classes), before, before)
+    # A class with no held-out pixel keeps its logit: pushing it down would only remove
+    # its false positives here, and it would never be predicted anywhere again.
+    movable = [klass for klass in range(1, num_classes) if np.any(truth == klass)]
     grid = np.round(np.arange(-LIMIT, LIMIT + STEP / 2, STEP), 6)
     grid = grid[np.argsort(np.abs(grid), kind="stable")]  # smallest first: ties keep it
     for _ in range(PASSES):
         changed = False
-        for klass in range(1, num_classes):
+        for klass in movable:
             chosen, chosen_score = offsets[klass], best
             for value in grid:
                 trial = offsets.copy()
