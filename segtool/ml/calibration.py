@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from segtool.ml.data import UNLABELLED
+from segtool.ml.losses import iou_per_class, mean_iou
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +73,6 @@ class Calibration:
                 f"{self.after:.3f}")
 
 
-def _mean_iou(classes: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
-    confusion = np.bincount(truth * num_classes + classes, minlength=num_classes**2)
-    confusion = confusion.reshape(num_classes, num_classes)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = confusion.sum(1) > 0  # classes with held-out pixels
-    if not present.any():
-        return float("nan")
-    return float(np.mean(intersection[present] / np.maximum(union[present], 1)))
-
-
 def fit_offsets(logits: np.ndarray, truth: np.ndarray) -> Calibration:
     """The offsets for ``logits`` ((N, K) float, one row a held-out pixel) that best match
     ``truth`` ((N,) class indices) by mean IoU over the classes present in ``truth``."""
@@ -91,7 +81,8 @@ def fit_offsets(logits: np.ndarray, truth: np.ndarray) -> Calibration:
     offsets = np.zeros(num_classes, np.float32)
 
     def score(candidate: np.ndarray) -> float:
-        return _mean_iou(np.argmax(logits + candidate, axis=1), truth, num_classes)
+        return mean_iou(iou_per_class(np.argmax(logits + candidate, axis=1), truth,
+                                      num_classes))
 
     before = best = score(offsets)
     if np.isnan(before) or np.unique(truth).size < 2:
