@@ -86,6 +86,18 @@ class SliceReport:
     labelled_images: int
 
 
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A copy of the model that may be published: its logit offsets, predictor and
+    held-out scores (per class, and their mean; -inf when nothing is held out)."""
+
+    model: keras.Model
+    calibration: Calibration | None
+    predict: Callable[[np.ndarray], np.ndarray]
+    val_ious: list[float]
+    score: float
+
+
 def _stable_rng(stem: str, index: int, mask: np.ndarray) -> np.random.Generator:
     """A generator seeded by the crop's identity and content: the same mask keeps the same
     held-out blocks from one rebuild to the next, so scores stay comparable."""
@@ -287,10 +299,10 @@ class ContinuousTrainer:
         improved = self._stale == 0  # a new best (or new labels): worth a candidate
         if (steps and score > -math.inf and (improved or baseline is None)
                 and self.clock() - self._last_publish >= PUBLISH_GAP_S):
-            candidate, calibration, candidate_score = self._candidate(score)
-            if baseline is None or candidate_score > baseline + MIN_GAIN:
-                published = self._publish(project, candidate, calibration, candidate_score)
-                score = candidate_score  # what was published, its logit offsets included
+            candidate = self._candidate()
+            if baseline is None or candidate.score > baseline + MIN_GAIN:
+                published = self._publish(project, candidate)
+                score = candidate.score  # what was published, its logit offsets included
         return SliceReport(steps, self.total_steps, None if score == -math.inf else score,
                            baseline, published, new_labels, False, labelled)
 
@@ -312,37 +324,37 @@ class ContinuousTrainer:
         self.total_steps += steps
         return steps
 
-    def _candidate(self, score: float) -> tuple[keras.Model, Calibration | None, float]:
+    def _candidate(self) -> _Candidate:
         """A copy of the model to publish, with logit offsets fitted on the held-out pixels
-        as a Ctrl+T run fits them (segtool/ml/calibration.py), and its score."""
+        as a Ctrl+T run fits them (segtool/ml/calibration.py), scored once."""
         assert self.model is not None and self.spec is not None and self.config is not None
         model = copy_model(self.model)
-        if not self.config.calibrate:
-            return model, None, score
         validate = self._validator(self.spec, 2 ** _downsamplings(model))
-        calibration = calibrate_model(model, self._training_set.masks, validate.crops,
-                                      validate.labels)
-        if not calibration.applied:
-            return model, calibration, score
-        return model, calibration, self._score(model, self.spec, _class_predictor(model))
+        calibration = None
+        if self.config.calibrate:
+            calibration = calibrate_model(model, self._training_set.masks, validate.crops,
+                                          validate.labels)
+        predict = _class_predictor(model)
+        val_ious = list(validate(predict))
+        score = mean_iou(np.asarray(val_ious))
+        return _Candidate(model, calibration, predict, val_ious,
+                          -math.inf if math.isnan(score) else score)
 
-    def _publish(self, project: Project, model: keras.Model, calibration: Calibration | None,
-                 score: float) -> Path:
-        """Save ``model`` (a copy of the trained one) with its sidecar under models/; the
-        caller makes it current (on its own Project: one writer of segtool.json)."""
+    def _publish(self, project: Project, candidate: _Candidate) -> Path:
+        """Save ``candidate`` (a copy of the trained model) with its sidecar under models/;
+        the caller makes it current (on its own Project: one writer of segtool.json)."""
         from segtool.ml.modelfile import save_model
 
         assert self.spec is not None and self.config is not None
         training_set = self._training_set
-        predict = _class_predictor(model)
-        validate = self._validator(self.spec, 2 ** _downsamplings(model))
+        model, calibration = candidate.model, candidate.calibration
         reasons = list(self.reasons)
         if calibration is not None:
             reasons.append(calibration.reason())
         sidecar = model_sidecar(
             project, model, self.spec, self.config, reasons,
-            val_ious=list(validate(predict)),
-            mean_val=score, previous_val=self._baseline_iou,
+            val_ious=candidate.val_ious,
+            mean_val=candidate.score, previous_val=self._baseline_iou,
             stems=training_set.stems, labelled_pixels=training_set.labelled_pixels,
             run={"steps": int(self.total_steps), "device": self.device,
                  "seconds": round(float(self.clock() - self._started), 2),
@@ -351,8 +363,8 @@ class ContinuousTrainer:
         path = new_model_path(project)
         save_model(model, path, sidecar)
         self._last_publish = self.clock()
-        self._baseline = (model, self.spec, predict)
-        self._baseline_iou = score
+        self._baseline = (model, self.spec, candidate.predict)
+        self._baseline_iou = candidate.score
         self._published_name = path.name
-        log.info("continuous learning published %s (val IoU %.3f)", path.name, score)
+        log.info("continuous learning published %s (val IoU %.3f)", path.name, candidate.score)
         return path
