@@ -21,8 +21,10 @@ the project's current model (``segtool train`` without ``--from-scratch``, as th
 Ctrl+T does) for 120 s and reports its score next to scratch. ``--json FILE`` appends each
 result row to FILE; ``--table FILE ...`` prints saved rows as the bench/README table.
 ``--in-process --set FIELD=VALUE`` trains in this process with TrainConfig overrides, for
-comparing recipes (not the user's path). Needs scikit-image and scikit-learn (bench only).
-Projects live in a temporary folder, deleted at the end; the data folder is only read.
+comparing recipes (not the user's path); ``--finetune-set FIELD=VALUE`` (repeatable) gives
+each fine-tuning variant its own, every variant starting from the same scratch model. Needs
+scikit-image and scikit-learn (bench only). Projects live in a temporary folder, deleted at
+the end; the data folder is only read.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-forest", action="store_true", help="skip the forest baseline")
     parser.add_argument("--finetune", action="store_true",
                         help="also fine-tune from the 120 s (or last) model and compare")
+    parser.add_argument("--finetune-set", nargs="*", action="append", default=None,
+                        metavar="FIELD=VALUE",
+                        help="with --in-process --finetune: TrainConfig overrides of one "
+                             "fine-tuning variant (repeat the option for more; each starts "
+                             "from the same scratch model)")
     parser.add_argument("--seed", type=int, default=0, help="scribble and forest seed")
     parser.add_argument("--in-process", action="store_true",
                         help="train and predict in this process (allows --set)")
@@ -243,10 +250,14 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
         halved = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
     forest = case.forest
     forest_miou = forest.miou if forest else float("nan")
+    current = Project.open(case.project_dir).current_model
     label = f"{budget:g}" + ("" if scratch else "+ft")
     flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
     if not np.isnan(unshifted):
         flip_note += f" (no offsets {unshifted:.3f}, half {halved:.3f})"
+    if not scratch:
+        flip_note += f" ({'became' if current == model.name else 'not made'} current"
+        flip_note += "".join(f", {k}={v}" for k, v in overrides.items()) + ")"
     print(f"{case.name:34} {case.regime:9} {case.share:8.2%} {label:>6} {steps:6d} {wall:7.1f} "
           f"{miou:6.3f}{flip_note} {forest_miou:6.3f} {miou - forest_miou:+6.3f} "
           f"{forest.seconds if forest else float('nan'):8.1f}  {fmt(ious)} | "
@@ -263,6 +274,7 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
         "forest_samples": forest.samples if forest else None,
         "test_images": len(stems), "overrides": overrides, "threads": args.threads,
         "architecture": architecture, "logit_offsets": offsets,
+        "model": model.name, "became_current": current == model.name,
     }
 
 
@@ -305,12 +317,19 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="segtool-realdata-") as temp:
         cases = prepare(args, Path(temp))
         # Budget by budget, so that an interrupted full run has every set at the first ones.
-        runs = [(budget, True) for budget in args.budgets]
+        runs = [(budget, True, overrides) for budget in args.budgets]
+        parent_budget = 120.0 if 120.0 in args.budgets else args.budgets[-1]
         if args.finetune:
-            runs.append((120.0 if 120.0 in args.budgets else args.budgets[-1], False))
-        for budget, scratch in runs:
+            runs += [(parent_budget, False, {**overrides, **config_overrides(variant)})
+                     for variant in args.finetune_set or [[]]]
+        parents: dict[str, str] = {}  # case folder -> the scratch model fine-tuning starts from
+        for budget, scratch, run_overrides in runs:
             for case in cases:
-                row = run_case(args, case, budget, scratch, overrides)
+                if not scratch:  # every variant fine-tunes the same scratch model
+                    Project.open(case.project_dir).set_current_model(parents[case.project_dir.name])
+                row = run_case(args, case, budget, scratch, run_overrides)
+                if scratch and budget == parent_budget:
+                    parents[case.project_dir.name] = row["model"]
                 if args.json:
                     with args.json.open("a") as handle:
                         handle.write(json.dumps(row) + "\n")
