@@ -53,6 +53,10 @@ measured (16 filters at equal time scored no better: nuclei 0.897 against 0.901)
 GPU's speed buys a wider and deeper one."""
 WIDTHS = (8, 12, 16, 24, 32)
 DEPTHS = (3, 4)
+FINETUNE_LR_SCALE = 1 / 3
+"""Fine-tuning (Ctrl+T, ``segtool train`` from the current model) peaks at this share of a
+new model's learning rate: a restart at the full rate first undoes part of what the model
+knows (bench/README, "The window's training and Ctrl+T")."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Recipe:
     rotations: bool = True
     per_channel: bool = False
     ema: bool = False
+    learning_rate_scale: float = 1.0
     reasons: tuple[str, ...] = ()
 
     def config_fields(self) -> dict[str, object]:
@@ -80,6 +85,16 @@ class Recipe:
             "rotations": self.rotations,
             "ema": self.ema,
         }
+
+    def fine_tuning(self, parent: str) -> Recipe:
+        """This recipe continuing ``parent``: the model keeps its own architecture and input
+        normalisation, and the learning rate peaks lower."""
+        kept = (r for r in self.reasons if not r.startswith(("U-Net", "per-channel", "channels")))
+        return dataclasses.replace(self, learning_rate_scale=FINETUNE_LR_SCALE, reasons=(
+            f"continues {parent}: its architecture and input normalisation",
+            f"learning rate peaks at {FINETUNE_LR_SCALE:.2g} of a new model's: fine-tuning",
+            *kept,
+        ))
 
 
 # --- decisions ------------------------------------------------------------------------------
@@ -232,4 +247,5 @@ def choose_recipe(
         else "all 8 flips/turns: labels show no up",
         "per-channel normalisation" if per_channel else "channels normalised together",
     )
-    return Recipe(patch, batch, depth, width, weights, not up, per_channel, USE_EMA, reasons)
+    return Recipe(patch, batch, depth, width, weights, not up, per_channel, USE_EMA,
+                  reasons=reasons)

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -360,10 +360,7 @@ def train_project(
     recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                            training_set.per_channel, speed, left)
     if initial_model is not None:  # the model decides its own input and architecture
-        recipe = replace(recipe, reasons=(
-            f"continues {project.current_model}: its architecture and input normalisation",
-            *(r for r in recipe.reasons if not r.startswith(("U-Net", "per-channel", "channels"))),
-        ))
+        recipe = recipe.fine_tuning(project.current_model)
     for reason in recipe.reasons:
         log.info("recipe: %s", reason)
     if initial_model is not None:
@@ -373,7 +370,9 @@ def train_project(
                          bool(overrides.pop("per_channel", recipe.per_channel)))
     overrides.pop("per_channel", None)
     images = training_set.normalised(spec)
-    fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2, **overrides}
+    fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
+              "learning_rate": TrainConfig.learning_rate * recipe.learning_rate_scale,
+              **overrides}
     remaining = None
     if max_seconds is not None:
         remaining = max_seconds - (time.monotonic() - started)
