@@ -326,10 +326,10 @@ def main(argv: list[str]) -> int:
         for budget, scratch, run_overrides in runs:
             for case in cases:
                 if not scratch:  # every variant fine-tunes the same scratch model
-                    Project.open(case.project_dir).set_current_model(parents[case.project_dir.name])
+                    Project.open(case.project_dir).set_current_model(parents[str(case.project_dir)])
                 row = run_case(args, case, budget, scratch, run_overrides)
                 if scratch and budget == parent_budget:
-                    parents[case.project_dir.name] = row["model"]
+                    parents[str(case.project_dir)] = row["model"]
                 if args.json:
                     with args.json.open("a") as handle:
                         handle.write(json.dumps(row) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from segtool.ml.recipe import (
+    FINETUNE_LR_SCALE,
     MIN_STEPS,
     choose_recipe,
     class_weights,
@@ -104,3 +105,15 @@ def test_choose_recipe_for_a_fast_device_and_a_street_like_project():
     assert len(slow.reasons) == 5 and any("up" in r for r in slow.reasons)
     blobs = choose_recipe([_blobs()], 2, [(64, 64)], [[(0.0, 1.0)]], 15.0, 120.0)
     assert blobs.rotations and not blobs.per_channel
+
+
+def test_fine_tuning_keeps_the_data_decisions_and_peaks_lower():
+    masks = [_scene(seed=s) for s in range(3)]
+    new = choose_recipe(masks, 3, [(227, 320)] * 3, [[(0.0, 255.0)] * 3] * 3, 15.0, 120.0)
+    tuned = new.fine_tuning("model-1.keras")
+    assert new.learning_rate_scale == 1.0 and 0 < tuned.learning_rate_scale == FINETUNE_LR_SCALE < 1
+    assert (tuned.patch_size, tuned.class_weights, tuned.rotations) == (
+        new.patch_size, new.class_weights, new.rotations)
+    assert tuned.reasons[0].startswith("continues model-1.keras")
+    assert "fine-tuning" in tuned.reasons[1]
+    assert not any(r.startswith("U-Net") for r in tuned.reasons)  # the model keeps its own

@@ -10,6 +10,7 @@ from segtool.core.masks import UNLABELLED
 from segtool.core.models import list_models, read_sidecar
 from segtool.core.project import Project
 from segtool.core.synthetic import nuclei_image
+from segtool.ml.recipe import FINETUNE_LR_SCALE
 from segtool.ml.session import collect_training_set, train_project
 
 SIZE = 64
@@ -82,6 +83,10 @@ def test_fine_tunes_the_current_model_and_widens_it_for_a_new_class(make_project
     assert second.sidecar["parent"] == first.model_path.name
     assert second.sidecar["recipe"]["reasons"][0] == f"continues {first.model_path.name}: " \
         "its architecture and input normalisation"
+    # fine-tuning peaks lower than a new model, and says so
+    assert second.sidecar["recipe"]["learning_rate"] == pytest.approx(
+        first.sidecar["recipe"]["learning_rate"] * FINETUNE_LR_SCALE)
+    assert "fine-tuning" in second.sidecar["recipe"]["reasons"][1]
     project.add_class("debris")
     mask = project.load_mask("img-1")
     mask[:4, -4:] = 2

@@ -488,6 +488,7 @@ def model_sidecar(
         "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
                    "class_weights": list(config.class_weights or []) or None,
                    "rotations": config.rotations, "ema": config.ema,
+                   "learning_rate": config.learning_rate,
                    "logit_offsets": (list(calibration.offsets)
                                      if calibration is not None and calibration.applied else None),
                    "reasons": list(reasons)},
