@@ -36,14 +36,14 @@ def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project
     project = make_project(n_images=2, size=SIZE)
     label_half(project, "img-1", 1)
     clock = Clock()
-    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=clock)
+    trainer = ContinuousTrainer(project.root, overrides={**TINY, "calibrate": True}, clock=clock)
     first = trainer.run_slice(1.5)
     assert first.new_labels and first.labelled_images == 1 and first.steps > 0
     assert first.published is not None and first.published.parent == project.models_dir
     sidecar = read_sidecar(first.published)
     assert sidecar["trained_on"] == ["img-1"] and sidecar["continuous"] is True
     assert sidecar["metrics"]["mean_val_iou"] == pytest.approx(first.val_iou)
-    # Logit offsets are fitted for the published copy as a Ctrl+T run fits them.
+    # With logit offsets on, they are fitted for the published copy as for a Ctrl+T run.
     assert any(r.startswith("logit offsets") for r in sidecar["recipe"]["reasons"])
     assert project.current_model is None  # making it current is the caller's job
     model = trainer.model

@@ -38,7 +38,8 @@ def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
     project = make_project(n_images=2, size=SIZE)
     _label_half(project)
     phases = []
-    outcome = train_project(project, max_seconds=6, config_overrides=TINY, phase=phases.append)
+    outcome = train_project(project, max_seconds=6, config_overrides={**TINY, "calibrate": True},
+                            phase=phases.append)
     assert phases == ["reading 1 labelled image", "compiling", "scoring and saving"]
     assert outcome.became_current and outcome.model_path.parent == project.models_dir
     assert Project.open(project.root).current_model == outcome.model_path.name
@@ -83,6 +84,9 @@ def test_fine_tunes_the_current_model_and_widens_it_for_a_new_class(make_project
     assert second.sidecar["parent"] == first.model_path.name
     assert second.sidecar["recipe"]["reasons"][0] == f"continues {first.model_path.name}: " \
         "its architecture and input normalisation"
+    # logit offsets are off by default: none fitted, no line about them
+    assert second.sidecar["recipe"]["logit_offsets"] is None
+    assert not any(r.startswith("logit offsets") for r in second.sidecar["recipe"]["reasons"])
     # fine-tuning peaks lower than a new model, and says so
     assert second.sidecar["recipe"]["learning_rate"] == pytest.approx(
         first.sidecar["recipe"]["learning_rate"] * FINETUNE_LR_SCALE)

@@ -26,6 +26,7 @@ TINY = TrainConfig(
     validation_margin=16,
     depth=2,
     base_filters=8,
+    calibrate=True,  # the tests below check the offsets' fit (off by default)
 )
 
 

@@ -245,9 +245,7 @@ class ContinuousTrainer:
         if previous is not None:
             self.spec = InputSpec.from_sidecar(previous[1])
             self.parent = project.current_model
-            self.reasons = (f"continues {project.current_model}: its architecture and input "
-                            "normalisation", *(r for r in recipe.reasons if not r.startswith(
-                                ("U-Net", "per-channel", "channels"))))
+            self.reasons = recipe.continuing(project.current_model).reasons
             model = _starting_model(previous[0], self.spec.channels, project.num_classes,
                                     self.config)
         else:

@@ -88,15 +88,20 @@ class Recipe:
             "ema": self.ema,
         }
 
-    def fine_tuning(self, parent: str) -> Recipe:
+    def continuing(self, parent: str) -> Recipe:
         """This recipe continuing ``parent``: the model keeps its own architecture and input
-        normalisation, and the learning rate peaks lower."""
+        normalisation, so the reasons about those give way to one that says so."""
         kept = (r for r in self.reasons if not r.startswith(("U-Net", "per-channel", "channels")))
-        return dataclasses.replace(self, learning_rate_scale=FINETUNE_LR_SCALE, reasons=(
-            f"continues {parent}: its architecture and input normalisation",
-            f"learning rate peaks at {FINETUNE_LR_SCALE:.2g} of a new model's: fine-tuning",
-            *kept,
-        ))
+        return dataclasses.replace(self, reasons=(
+            f"continues {parent}: its architecture and input normalisation", *kept))
+
+    def fine_tuning(self, parent: str) -> Recipe:
+        """This recipe fine-tuning ``parent`` (Ctrl+T): continuing it, at a lower peak rate."""
+        continued = self.continuing(parent)
+        first, *rest = continued.reasons
+        return dataclasses.replace(continued, learning_rate_scale=FINETUNE_LR_SCALE, reasons=(
+            first, f"learning rate peaks at {FINETUNE_LR_SCALE:.2g} of a new model's: fine-tuning",
+            *rest))
 
 
 # --- decisions ------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class TrainConfig:
     rotations: bool = True
     ema: bool = False
     ema_decay: float = 0.99
-    calibrate: bool = True
+    calibrate: bool = False  # logit offsets (segtool/ml/calibration.py): off, see there
 
     def sampler_augmentation(self) -> Augmentation | None:
         """The patch sampler's augmentation, with 90-degree turns as ``rotations`` says."""
