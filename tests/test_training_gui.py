@@ -48,7 +48,7 @@ def test_ctrl_t_trains_a_new_model_and_the_prediction_refreshes(labelled_window,
     # Its tooltip says how it was trained, the recipe's lines included.
     tip = window.models_panel.table.item(0, 1).toolTip()
     assert outcome.model_path.name in tip and "validation IoU" in tip
-    assert "recipe:" in tip and "logit offsets" in tip
+    assert "recipe:" in tip and "class weights" in tip
     assert window.training_panel.curve_points() > 0
     assert window.training_panel.device_label.text().startswith("device: CPU")
     assert window.training_panel.device_label.text().endswith("1 replica (single device)")
