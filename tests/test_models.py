@@ -7,7 +7,13 @@ import json
 import pytest
 
 from segtool.core.errors import SegtoolError
-from segtool.core.models import ModelSidecar, list_models, model_summary
+from segtool.core.models import (
+    SUMMARY_IMAGES,
+    SUMMARY_LINE,
+    ModelSidecar,
+    list_models,
+    model_summary,
+)
 
 
 def test_a_sidecar_becomes_typed_fields_and_keeps_unknown_keys(tmp_path):
@@ -56,6 +62,15 @@ def test_a_summary_says_how_the_model_was_trained(tmp_path):
     assert lines[4] == "continued from model-1.keras"
     assert lines[5:7] == ["recipe:", "  patch 128 px, batch 4"]
     assert lines[7].endswith("...") and len(lines[7]) < 200
+    # Long image names: as many as fit one line, then how many more (a tooltip stays on screen).
+    data["trained_on"] = [f"TCGA_CS_6669_20020102_{i:02d}" for i in range(12)]
+    (tmp_path / "m.json").write_text(json.dumps(data), encoding="utf-8")
+    [record] = list_models(tmp_path)
+    images = model_summary(record).splitlines()[2]
+    assert len(images) <= SUMMARY_LINE
+    assert images.startswith("trained on 12 images: TCGA_CS_6669_20020102_00, ")
+    shown = images.count("TCGA_")
+    assert 1 < shown < SUMMARY_IMAGES and images.endswith(f" and {12 - shown} more")
 
 
 def test_recipe_lines_must_be_text(tmp_path):

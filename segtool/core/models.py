@@ -100,9 +100,9 @@ class ModelRecord:
 
 
 SUMMARY_IMAGES = 8
-"""Image names a summary lists before "and N more"."""
+"""Image names a summary lists before "and N more" (fewer when they are long)."""
 SUMMARY_LINE = 160
-"""A recipe line longer than this is cut in a summary."""
+"""A recipe line longer than this is cut in a summary; the image names stop before it."""
 
 
 def model_summary(record: ModelRecord) -> str:
@@ -119,10 +119,14 @@ def model_summary(record: ModelRecord) -> str:
         lines.append("validation IoU n/a (nothing held out)")
     images = list(sidecar.trained_on)
     if images:
-        shown = ", ".join(images[:SUMMARY_IMAGES])
-        more = len(images) - SUMMARY_IMAGES
-        lines.append(f"trained on {len(images)} image{'s' if len(images) != 1 else ''}: {shown}"
-                     + (f" and {more} more" if more > 0 else ""))
+        head = f"trained on {len(images)} image{'s' if len(images) != 1 else ''}: "
+        shown = images[:1]
+        for name in images[1:SUMMARY_IMAGES]:  # as many names as the line holds
+            if len(head) + len(", ".join([*shown, name])) + len(" and 999 more") > SUMMARY_LINE:
+                break
+            shown.append(name)
+        more = len(images) - len(shown)
+        lines.append(head + ", ".join(shown) + (f" and {more} more" if more > 0 else ""))
     run = []
     if sidecar.steps is not None:
         run.append(f"{sidecar.steps} steps")
