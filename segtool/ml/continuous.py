@@ -25,7 +25,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,14 @@ class _Candidate:
     predict: Callable[[np.ndarray], np.ndarray]
     val_ious: list[float]
     score: float
+
+
+def _mean_or_inf(val_ious: Sequence[float] | None) -> float:
+    """The mean of per-class held-out IoUs; -inf when nothing was held out or scored."""
+    if val_ious is None:
+        return -math.inf
+    value = mean_iou(np.asarray(val_ious))
+    return -math.inf if math.isnan(value) else float(value)
 
 
 def _stable_rng(stem: str, index: int, mask: np.ndarray) -> np.random.Generator:
@@ -193,14 +201,16 @@ class ContinuousTrainer:
                 self.config, multiple, np.random.default_rng(0))
         return self._validators[key]
 
+    def _held_out_ious(self, model: keras.Model, spec: InputSpec,
+                       predict: Callable[[np.ndarray], np.ndarray]) -> list[float] | None:
+        """Per-class IoU of ``model`` (inference mode) on the held-out pixels; None if none."""
+        validate = self._validator(spec, 2 ** _downsamplings(model))
+        return None if validate.empty else list(validate(predict))
+
     def _score(self, model: keras.Model, spec: InputSpec,
                predict: Callable[[np.ndarray], np.ndarray]) -> float:
         """Mean IoU of ``model`` (inference mode) on the held-out pixels; -inf if none."""
-        validate = self._validator(spec, 2 ** _downsamplings(model))
-        if validate.empty:
-            return -math.inf
-        value = mean_iou(np.asarray(validate(predict)))
-        return -math.inf if math.isnan(value) else float(value)
+        return _mean_or_inf(self._held_out_ious(model, spec, predict))
 
     def _score_baseline(self) -> float | None:
         """The model to beat (the last published, else the project's current one) on the
@@ -287,7 +297,8 @@ class ContinuousTrainer:
             return SliceReport(0, self.total_steps, self._best_or_none(), self._baseline_iou,
                                None, False, True, labelled)
         steps = self._train(seconds, cancel)
-        score = self._score(self.model, self.spec, self._predict)
+        val_ious = self._held_out_ious(self.model, self.spec, self._predict)
+        score = _mean_or_inf(val_ious)
         if score > self._best + MIN_GAIN:
             self._best, self._stale = score, 0
         else:
@@ -297,7 +308,7 @@ class ContinuousTrainer:
         improved = self._stale == 0  # a new best (or new labels): worth a candidate
         if (steps and score > -math.inf and (improved or baseline is None)
                 and self.clock() - self._last_publish >= PUBLISH_GAP_S):
-            candidate = self._candidate()
+            candidate = self._candidate(val_ious)
             if baseline is None or candidate.score > baseline + MIN_GAIN:
                 published = self._publish(project, candidate)
                 score = candidate.score  # what was published, its logit offsets included
@@ -322,21 +333,22 @@ class ContinuousTrainer:
         self.total_steps += steps
         return steps
 
-    def _candidate(self) -> _Candidate:
+    def _candidate(self, val_ious: list[float]) -> _Candidate:
         """A copy of the model to publish, with logit offsets fitted on the held-out pixels
-        as a Ctrl+T run fits them (segtool/ml/calibration.py), scored once."""
+        as a Ctrl+T run fits them when they are on (segtool/ml/calibration.py). The copy is
+        scored again only when offsets changed it; otherwise it keeps ``val_ious``, the
+        trained model's scores of this slice."""
         assert self.model is not None and self.spec is not None and self.config is not None
         model = copy_model(self.model)
-        validate = self._validator(self.spec, 2 ** _downsamplings(model))
         calibration = None
         if self.config.calibrate:
+            validate = self._validator(self.spec, 2 ** _downsamplings(model))
             calibration = calibrate_model(model, self._training_set.masks, validate.crops,
                                           validate.labels)
         predict = _class_predictor(model)
-        val_ious = list(validate(predict))
-        score = mean_iou(np.asarray(val_ious))
-        return _Candidate(model, calibration, predict, val_ious,
-                          -math.inf if math.isnan(score) else score)
+        if calibration is not None and calibration.applied:
+            val_ious = self._held_out_ious(model, self.spec, predict)
+        return _Candidate(model, calibration, predict, list(val_ious), _mean_or_inf(val_ious))
 
     def _publish(self, project: Project, candidate: _Candidate) -> Path:
         """Save ``candidate`` (a copy of the trained model) with its sidecar under models/;
