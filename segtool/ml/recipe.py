@@ -56,9 +56,9 @@ DEPTHS = (3, 4)
 FINETUNE_LR_SCALE = 1 / 3
 """Fine-tuning (Ctrl+T, ``segtool train`` from the current model) peaks at this share of a
 new model's learning rate: a restart at the full rate first undoes part of what the model
-knows. On five real sets, 120 s after a 120 s scratch run: +0.019 mIoU over scratch on average
-and none below, against +0.005 and two below at the full rate (bench/README, "The window's
-training and Ctrl+T")."""
+knows. On five real sets (nine runs), 120 s after a 120 s scratch run: +0.016 mIoU over
+scratch on average and none below by more than 0.002, against +0.009 and four of nine below
+at the full rate (bench/README, "The window's training and Ctrl+T")."""
 
 
 @dataclasses.dataclass(frozen=True)
