@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from segtool.ml.backend import keras, tf
-from segtool.ml.losses import iou_per_class, masked_loss, mean_iou
+from segtool.ml.losses import iou_per_class, masked_loss, mean_iou, pairwise_loss
 from segtool.ml.unet import build_unet
 
 
@@ -114,3 +114,40 @@ def test_iou_ignores_unlabelled_pixels_and_marks_absent_classes():
     assert np.isnan(ious[2])  # only predicted where nothing is labelled
     assert mean_iou(ious) == pytest.approx((1 / 3 + 2 / 4) / 2)
     assert np.isnan(mean_iou(np.full(2, np.nan)))
+
+
+def _two_region_image() -> np.ndarray:
+    """(1, 32, 32, 1): dark left half, bright right half."""
+    image = np.zeros((1, 32, 32, 1), np.float32)
+    image[:, :, 16:] = 1.0
+    return image
+
+
+def _split_logits(column: int) -> np.ndarray:
+    """Confident class 0 left of ``column``, class 1 from it on."""
+    logits = np.zeros((1, 32, 32, 2), np.float32)
+    logits[:, :, :column, 0] = 10.0
+    logits[:, :, column:, 1] = 10.0
+    return logits
+
+
+def test_pairwise_term_prefers_class_edges_on_image_edges():
+    image = _two_region_image()
+    on_edge = float(pairwise_loss(image, _split_logits(16), 0.1))
+    inside_region = float(pairwise_loss(image, _split_logits(8), 0.1))
+
+    assert on_edge < 1e-3
+    assert inside_region > 50 * on_edge
+
+
+def test_pairwise_term_reaches_unlabelled_pixels():
+    """Unlike the masked loss, its gradient is non-zero at pixels no label covers."""
+    image = _two_region_image()
+    logits = tf.Variable(_split_logits(8))
+
+    with tf.GradientTape() as tape:
+        loss = pairwise_loss(image, logits, 0.1)
+    gradient = np.abs(tape.gradient(loss, logits).numpy()).sum(axis=-1)[0]
+
+    assert gradient[:, 7:9].min() > 0  # the class edge inside the dark region is pulled
+    assert gradient[:, 0:2].max() < 1e-6  # agreeing neighbours far from it are not

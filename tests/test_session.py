@@ -59,6 +59,20 @@ def test_first_model_is_saved_with_sidecar_and_becomes_current(make_project):
     assert len(offsets_line) == 1
     offsets = sidecar["recipe"]["logit_offsets"]
     assert (offsets is None) == offsets_line[0].startswith("logit offsets: none")
+    assert sidecar["recipe"]["pairwise_weight"] == 0.0  # half the image, densely: no spreading
+
+
+def test_scribbles_train_with_the_pairwise_term_when_asked(make_project):
+    """The benchmark switch (off by default, bench/README) reaches the training step."""
+    project = make_project(n_images=2, size=SIZE)
+    _, truth = nuclei_image(size=SIZE, seed=1)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[::16] = truth[::16]  # four one-pixel strokes across the image
+    project.save_mask("img-1", mask)
+    outcome = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "pairwise_weight": 5.0})
+    assert outcome.sidecar["steps"] > 0
+    assert read_sidecar(outcome.model_path)["recipe"]["pairwise_weight"] == 5.0
 
 
 def test_worse_model_is_kept_but_not_made_current(make_project):

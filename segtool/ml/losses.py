@@ -2,7 +2,11 @@
 
 The loss is masked cross-entropy plus soft Dice. Both multiply every per-pixel term by the
 labelled mask, so the gradient of the loss with respect to the logits is exactly zero at
-unlabelled pixels, whatever the network predicts there.
+unlabelled pixels, whatever the network predicts there. An optional pairwise term
+(:func:`pairwise_loss`, ``TrainConfig.pairwise_weight``) does reach the unlabelled pixels: it
+asks neighbours of similar intensity to agree, so a scribble can spread over its region up to
+the edges. It is off: on real scribbles it helped cardiac MRI and cost nuclei and street scenes
+(bench/README, "A pairwise term for scribbles").
 """
 
 from __future__ import annotations
@@ -63,6 +67,47 @@ def masked_loss(
     present = ops.cast(ops.sum(truth, axis=axes) > 0, "float32")
     dice_loss = ops.sum((1.0 - dice) * present) / ops.maximum(ops.sum(present), 1.0)
     return cross_entropy + dice_weight * dice_loss
+
+
+PAIRWISE_OFFSETS = tuple((dy * d, dx * d) for d in (1, 3, 6)
+                         for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)))
+"""Neighbour pairs of the pairwise term: four directions at 1, 3 and 6 pixels."""
+
+
+def _shifted_pair(x: keras.KerasTensor, dy: int, dx: int) -> tuple[keras.KerasTensor, ...]:
+    """``x[:, i, j]`` and ``x[:, i + dy, j + dx]`` for every pair inside the patch (dy >= 0)."""
+    rows_a, rows_b = slice(None, -dy if dy else None), slice(dy, None)
+    if dx >= 0:
+        cols_a, cols_b = slice(None, -dx if dx else None), slice(dx, None)
+    else:
+        cols_a, cols_b = slice(-dx, None), slice(None, dx)
+    return x[:, rows_a, cols_a], x[:, rows_b, cols_b]
+
+
+def pairwise_loss(
+    images: keras.KerasTensor, logits: keras.KerasTensor, sigma: float
+) -> keras.KerasTensor:
+    """A relaxed Potts term over all pixels, labelled or not: the mean over neighbour pairs
+    (``PAIRWISE_OFFSETS``) of ``w * (1 - p_i . p_j)``, with ``w = exp(-|I_i - I_j|^2 /
+    (2 sigma^2 C))`` from the ``(batch, H, W, C)`` input in [0, 1] and ``p`` the softmax.
+
+    Neighbours of similar intensity are pushed to the same class, neighbours across an edge
+    hardly at all: the regularised loss of weakly supervised segmentation (Tang et al.,
+    "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV 2018), with a few
+    sparse offsets for a kernel. A scalar float32 tensor in [0, 1].
+    """
+    images = ops.cast(images, "float32")
+    probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+    channels = images.shape[-1] or 1
+    scale = 1.0 / (2.0 * sigma * sigma * channels)
+    terms = []
+    for dy, dx in PAIRWISE_OFFSETS:
+        image_a, image_b = _shifted_pair(images, dy, dx)
+        prob_a, prob_b = _shifted_pair(probabilities, dy, dx)
+        affinity = ops.exp(-ops.sum(ops.square(image_a - image_b), axis=-1) * scale)
+        disagreement = 1.0 - ops.sum(prob_a * prob_b, axis=-1)
+        terms.append(ops.mean(affinity * disagreement))
+    return ops.mean(ops.stack(terms))
 
 
 def iou_per_class(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:

@@ -489,6 +489,7 @@ def model_sidecar(
                    "class_weights": list(config.class_weights or []) or None,
                    "rotations": config.rotations, "ema": config.ema,
                    "learning_rate": config.learning_rate,
+                   "pairwise_weight": config.pairwise_weight,
                    "logit_offsets": (list(calibration.offsets)
                                      if calibration is not None and calibration.applied else None),
                    "reasons": list(reasons)},

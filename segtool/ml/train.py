@@ -29,7 +29,7 @@ from segtool.ml.data import (
     validation_crops,
 )
 from segtool.ml.distribute import Distribution, statistics_averager
-from segtool.ml.losses import iou_per_class, masked_loss, mean_iou
+from segtool.ml.losses import iou_per_class, masked_loss, mean_iou, pairwise_loss
 from segtool.ml.unet import (
     Normalization,
     adapt_classes,
@@ -80,6 +80,8 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.99
     calibrate: bool = False  # logit offsets (segtool/ml/calibration.py): off, see there
+    pairwise_weight: float = 0.0  # losses.pairwise_loss: off, it cost on scribbles (bench/README)
+    pairwise_sigma: float = 0.2
 
     def sampler_augmentation(self) -> Augmentation | None:
         """The patch sampler's augmentation, with 90-degree turns as ``rotations`` says."""
@@ -494,6 +496,21 @@ class _averaged:  # noqa: N801 - a context manager used like a function
             self.average.swap()
 
 
+def _loss_function(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The training loss of ``config``: masked cross-entropy + Dice on the labelled pixels,
+    plus the pairwise term on all pixels when ``pairwise_weight`` is set."""
+    dice_weight, class_weights = config.dice_weight, config.class_weights
+    pairwise_weight, sigma = config.pairwise_weight, config.pairwise_sigma
+
+    def loss_of(images: tf.Tensor, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        loss = masked_loss(labels, logits, dice_weight, class_weights)
+        if pairwise_weight:
+            loss = loss + pairwise_weight * pairwise_loss(images, logits, sigma)
+        return loss
+
+    return loss_of
+
+
 def _compiled_functions(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -501,14 +518,13 @@ def _compiled_functions(
     average: _WeightAverage | None = None,
 ) -> tuple[Callable[[np.ndarray, np.ndarray], tf.Tensor], Callable[[np.ndarray], np.ndarray]]:
     """The compiled training step and an inference-mode class predictor."""
-    dice_weight = config.dice_weight
-    class_weights = config.class_weights
+    loss_of = _loss_function(config)
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True, autograph=False)
     def train_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = model(batch_images, training=True)
-            loss = masked_loss(batch_labels, logits, dice_weight, class_weights)
+            loss = loss_of(batch_images, batch_labels, logits)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         if average is not None:
@@ -533,15 +549,14 @@ def _replicated_step(
     ``config.jit_compile`` does not apply: XLA cannot compile the optimizer's cross-replica
     update.
     """
-    dice_weight = config.dice_weight
-    class_weights = config.class_weights
+    loss_of = _loss_function(config)
     strategy = distribution.strategy
     share = config.batch_size / (config.batch_size * distribution.replicas)
 
     def replica_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = model(batch_images, training=True)
-            loss = masked_loss(batch_labels, logits, dice_weight, class_weights) * share
+            loss = loss_of(batch_images, batch_labels, logits) * share
         gradients = tape.gradient(loss, model.trainable_variables)
         # Keras's TensorFlow optimizer sums the gradients over the replicas (all-reduce).
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
