@@ -152,17 +152,26 @@ def train_in_process(
 
 def predict_in_process(
     project_dir: Path, model_path: Path, stems: list[str], out: Path, flip: bool | None = None,
-    offset_scale: float = 1.0,
+    offset_scale: float = 1.0, shift: bool = False,
 ) -> None:
     """Predict ``stems`` with the saved model; with ``offset_scale`` below 1 only that share
-    of the logit offsets that training fitted (segtool/ml/calibration.py) stays in it."""
+    of the logit offsets that training fitted (segtool/ml/calibration.py) stays in it; with
+    ``shift`` its batch-norm statistics moved to the unlabelled images first, as
+    ``train_project`` does (for a model trained with ``adapt_statistics=false``)."""
     from segtool.core.masks import write_index_png
+    from segtool.ml.adaptation import shift_statistics
     from segtool.ml.modelfile import load_model
-    from segtool.ml.session import predict_stem
+    from segtool.ml.session import InputSpec, collect_training_set, predict_stem, unlabelled_sample
     from segtool.ml.unet import LOGITS_LAYER
 
     project = Project.open(project_dir)
     model, sidecar = load_model(model_path)
+    if shift:
+        spec = InputSpec.from_sidecar(sidecar)
+        training_set = collect_training_set(project, spec.channels)
+        print(shift_statistics(model, training_set.normalised(spec),
+                               unlabelled_sample(project, spec, set(training_set.stems)),
+                               sidecar["recipe"]["patch_size"]).reason(), flush=True)
     offsets = sidecar.get("recipe", {}).get("logit_offsets")
     if offset_scale != 1.0 and offsets:
         head = model.get_layer(LOGITS_LAYER)
@@ -234,7 +243,8 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     else:
         predict_cli(case.project_dir, model, stems, out)
     ious, miou = realdata.score_predictions(case.data_split, read_predictions(out, stems))
-    flipped = unshifted = halved = float("nan")
+    flipped = unshifted = halved = adapted = float("nan")
+    adapted_ious = None
     unshifted_ious = None
     model_sidecar = json.loads(model.with_suffix(".json").read_text())
     architecture = model_sidecar["architecture"]
@@ -242,6 +252,10 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     if args.in_process:  # the same model with test-time flips, for comparison
         predict_in_process(case.project_dir, model, stems, out, flip=True)
         flipped = realdata.score_predictions(case.data_split, read_predictions(out, stems))[1]
+    if args.in_process and overrides.get("adapt_statistics") is False:  # and with the shift
+        predict_in_process(case.project_dir, model, stems, out, shift=True)
+        adapted_ious, adapted = realdata.score_predictions(
+            case.data_split, read_predictions(out, stems))
     if args.in_process and offsets:  # and without its logit offsets, or half of them
         predict_in_process(case.project_dir, model, stems, out, offset_scale=0.0)
         unshifted_ious, unshifted = realdata.score_predictions(
@@ -255,6 +269,8 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
     flip_note = "" if np.isnan(flipped) else f" (flip {flipped:.3f})"
     if not np.isnan(unshifted):
         flip_note += f" (no offsets {unshifted:.3f}, half {halved:.3f})"
+    if not np.isnan(adapted):
+        flip_note += f" (statistics shifted {adapted:.3f}: {fmt(adapted_ious)})"
     if not scratch:
         flip_note += f" ({'became' if current == model.name else 'not made'} current"
         flip_note += "".join(f", {k}={v}" for k, v in overrides.items()) + ")"
@@ -268,6 +284,8 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
         "device": device, "miou": miou, "miou_flip": flipped,
         "miou_without_offsets": unshifted, "miou_half_offsets": halved,
         "ious_without_offsets": None if unshifted_ious is None else unshifted_ious.tolist(),
+        "miou_statistics_shifted": adapted,
+        "ious_statistics_shifted": None if adapted_ious is None else adapted_ious.tolist(),
         "ious": ious.tolist(),
         "forest_miou": forest_miou, "forest_ious": forest.ious.tolist() if forest else None,
         "forest_seconds": forest.seconds if forest else None,

@@ -43,8 +43,12 @@ def test_trains_in_slices_publishes_and_takes_in_a_newly_saved_mask(make_project
     sidecar = read_sidecar(first.published)
     assert sidecar["trained_on"] == ["img-1"] and sidecar["continuous"] is True
     assert sidecar["metrics"]["mean_val_iou"] == pytest.approx(first.val_iou)
-    # With logit offsets on, they are fitted for the published copy as for a Ctrl+T run.
+    # With logit offsets on, they are fitted for the published copy as for a Ctrl+T run,
+    # and its batch-norm statistics move to the one unlabelled image (img-2), as there.
     assert any(r.startswith("logit offsets") for r in sidecar["recipe"]["reasons"])
+    shift = sidecar["recipe"]["batch_norm_shift"]
+    assert shift["layers"] > 0 and shift["unlabelled_images"] == 1
+    assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
     assert project.current_model is None  # making it current is the caller's job
     model = trainer.model
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project, file_stamp
+from segtool.ml.adaptation import StatisticsShift, shift_statistics
 from segtool.ml.backend import keras
 from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import PatchSampler, split_holdout
@@ -43,6 +44,7 @@ from segtool.ml.session import (
     load_current_model,
     model_sidecar,
     new_model_path,
+    unlabelled_sample,
 )
 from segtool.ml.train import (
     TrainConfig,
@@ -93,6 +95,7 @@ class _Candidate:
 
     model: keras.Model
     calibration: Calibration | None
+    shift: StatisticsShift | None
     predict: Callable[[np.ndarray], np.ndarray]
     val_ious: list[float]
     score: float
@@ -142,6 +145,7 @@ class ContinuousTrainer:
         self._normalised: dict = {}
         self._num_classes = 0
         self._training_set: object | None = None
+        self._unlabelled: list[np.ndarray] = []  # model input, for batch-norm statistics
         # The model to beat: (model, its input spec, its predictor), its name and score.
         self._baseline: tuple | None = None
         self._baseline_name: str | None = None
@@ -183,6 +187,8 @@ class ContinuousTrainer:
                                      config.patch_size, np.random.default_rng(self.total_steps),
                                      config.sampler_augmentation())
         self._training_set = training_set
+        self._unlabelled = (unlabelled_sample(project, self.spec, set(training_set.stems))
+                            if config.adapt_statistics else [])
         self._normalised = {self.spec: images}  # the images as each model's spec makes them
         self._validators = {}
         self._num_classes = project.num_classes
@@ -334,21 +340,27 @@ class ContinuousTrainer:
         return steps
 
     def _candidate(self, val_ious: list[float]) -> _Candidate:
-        """A copy of the model to publish, with logit offsets fitted on the held-out pixels
-        as a Ctrl+T run fits them when they are on (segtool/ml/calibration.py). The copy is
-        scored again only when offsets changed it; otherwise it keeps ``val_ious``, the
-        trained model's scores of this slice."""
+        """A copy of the model to publish, its batch-norm statistics moved to the unlabelled
+        images and logit offsets fitted on the held-out pixels as a Ctrl+T run does
+        (segtool/ml/adaptation.py, segtool/ml/calibration.py). The copy is scored again
+        only when either changed it; otherwise it keeps ``val_ious``, the trained model's
+        scores of this slice."""
         assert self.model is not None and self.spec is not None and self.config is not None
         model = copy_model(self.model)
+        shift = None
+        if self.config.adapt_statistics:
+            shift = shift_statistics(model, self._normalised[self.spec], self._unlabelled,
+                                     self.config.patch_size, self.total_steps)
         calibration = None
         if self.config.calibrate:
             validate = self._validator(self.spec, 2 ** _downsamplings(model))
             calibration = calibrate_model(model, self._training_set.masks, validate.crops,
                                           validate.labels)
         predict = _class_predictor(model)
-        if calibration is not None and calibration.applied:
+        if (calibration is not None and calibration.applied) or (shift and shift.applied):
             val_ious = self._held_out_ious(model, self.spec, predict)
-        return _Candidate(model, calibration, predict, list(val_ious), _mean_or_inf(val_ious))
+        return _Candidate(model, calibration, shift, predict, list(val_ious),
+                          _mean_or_inf(val_ious))
 
     def _publish(self, project: Project, candidate: _Candidate) -> Path:
         """Save ``candidate`` (a copy of the trained model) with its sidecar under models/;
@@ -361,6 +373,8 @@ class ContinuousTrainer:
         reasons = list(self.reasons)
         if calibration is not None:
             reasons.append(calibration.reason())
+        if candidate.shift is not None:
+            reasons.append(candidate.shift.reason())
         sidecar = model_sidecar(
             project, model, self.spec, self.config, reasons,
             val_ious=candidate.val_ious,
@@ -369,7 +383,8 @@ class ContinuousTrainer:
             run={"steps": int(self.total_steps), "device": self.device,
                  "seconds": round(float(self.clock() - self._started), 2),
                  "cancelled": False, "continuous": True},
-            parent=self._published_name or self._baseline_name, calibration=calibration)
+            parent=self._published_name or self._baseline_name, calibration=calibration,
+            shift=candidate.shift)
         path = new_model_path(project)
         save_model(model, path, sidecar)
         self._last_publish = self.clock()

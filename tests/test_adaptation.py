@@ -1,0 +1,173 @@
+"""Batch-norm statistics moved from the labelled to the unlabelled images (ml/adaptation.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from volume_helpers import ct_like, write_nifti
+
+from segtool.core.masks import UNLABELLED
+from segtool.core.models import read_sidecar
+from segtool.core.synthetic import nuclei_image
+from segtool.ml.adaptation import (
+    batch_norm_layers,
+    measure_statistics,
+    sample_patches,
+    shift_statistics,
+)
+from segtool.ml.backend import keras
+from segtool.ml.session import (
+    InputSpec,
+    model_input,
+    train_project,
+    unlabelled_sample,
+    volume_sample,
+)
+from segtool.ml.unet import build_unet
+
+SIZE = 64
+TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tensorflow_started():
+    """A run's budget counts starting TensorFlow; start it once up front."""
+    from segtool.ml.device import configure_devices, reference_steps_per_second
+
+    configure_devices()
+    reference_steps_per_second()
+
+
+def _images(mean: float, count: int = 3, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.clip(rng.normal(mean, 0.1, (40, 48, 1)), 0, 1).astype(np.float32)
+            for _ in range(count)]
+
+
+def _statistics(model):
+    return [(layer.moving_mean.numpy(), layer.moving_variance.numpy())
+            for layer in batch_norm_layers(model)]
+
+
+def test_sample_patches_takes_images_in_turn_and_pads_small_ones():
+    big = np.arange(50 * 60, dtype=np.float32).reshape(50, 60, 1)
+    small = np.full((20, 10, 1), -1.0, np.float32)
+    patches = sample_patches([big, small], 32, 4, np.random.default_rng(0))
+    assert patches.shape == (4, 32, 32, 1)
+    assert np.all(patches[1] == -1) and np.all(patches[3] == -1)  # padded by reflection
+    assert np.all(patches[0] >= 0)
+    top, left = divmod(int(patches[0][0, 0, 0]), 60)  # a window of the big image
+    np.testing.assert_array_equal(patches[0], big[top:top + 32, left:left + 32])
+
+
+def test_measured_statistics_are_the_batch_average_and_leave_the_model_as_it_was():
+    model = build_unet(1, 2, depth=2, base_filters=4)
+    first = batch_norm_layers(model)[0]
+    first.moving_mean.assign(np.full(4, 7.0, np.float32))
+    before = _statistics(model)
+    patches = sample_patches(_images(0.4), 32, 6, np.random.default_rng(1))
+    measured = measure_statistics(model, patches, batch_size=3)
+    # By hand: the first BN layer's input, its per-channel mean in each batch, averaged.
+    conv = keras.Model(model.input, model.get_layer(first.name).input)
+    features = np.asarray(conv(patches))
+    expected = np.mean([features[:3].mean(axis=(0, 1, 2)), features[3:].mean(axis=(0, 1, 2))],
+                       axis=0)
+    np.testing.assert_allclose(measured[0][0], expected, rtol=1e-4, atol=1e-5)
+    for (mean, var), (mean0, var0) in zip(_statistics(model), before, strict=True):
+        np.testing.assert_array_equal(mean, mean0)
+        np.testing.assert_array_equal(var, var0)
+    assert first.momentum == pytest.approx(0.9)
+
+
+def test_shift_moves_statistics_by_the_difference_and_no_weight():
+    model = build_unet(1, 2, depth=2, base_filters=4)
+    labelled, unlabelled = _images(0.3), _images(0.7, seed=1)
+    weights = [w.copy() for w in model.get_weights() if w.ndim > 1]  # kernels
+    before = _statistics(model)
+    rng = np.random.default_rng(5)  # what shift_statistics draws with seed 5
+    source = measure_statistics(model, sample_patches(labelled, 32, 32, rng))
+    target = measure_statistics(model, sample_patches(unlabelled, 32, 32, rng))
+    shift = shift_statistics(model, labelled, unlabelled, 32, seed=5, patches=32)
+    assert shift.applied and shift.layers == len(before) == 10  # 5 blocks of two convolutions
+    assert "moved from 3 labelled to 3 unlabelled images" in shift.reason()
+    after = _statistics(model)
+    for (mean, var), (mean0, var0), (s_mean, s_var), (t_mean, t_var) in zip(
+            after, before, source, target, strict=True):
+        np.testing.assert_allclose(mean, mean0 + t_mean - s_mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(var, var0 * t_var / s_var, rtol=1e-4, atol=1e-6)
+    # Brighter unlabelled images: the first layer's inputs moved, so its means did too.
+    assert np.abs(after[0][0] - before[0][0]).max() > 1e-3
+    for kernel, kernel0 in zip([w for w in model.get_weights() if w.ndim > 1], weights,
+                               strict=True):
+        np.testing.assert_array_equal(kernel, kernel0)
+
+
+def test_no_unlabelled_image_or_no_batch_norm_changes_nothing():
+    model = build_unet(1, 2, depth=2, base_filters=4)
+    before = _statistics(model)
+    shift = shift_statistics(model, _images(0.3), [], 32)
+    assert not shift.applied and shift.reason().endswith("no unlabelled image")
+    for (mean, _), (mean0, _) in zip(_statistics(model), before, strict=True):
+        np.testing.assert_array_equal(mean, mean0)
+    grouped = build_unet(1, 2, depth=2, base_filters=4, normalization="group")
+    shift = shift_statistics(grouped, _images(0.3), _images(0.7), 32)
+    assert not shift.applied and shift.reason().endswith("no BatchNormalization layer")
+
+
+def _label_half(project, stem="img-1"):
+    _, truth = nuclei_image(size=SIZE, seed=1)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
+    project.save_mask(stem, mask)
+
+
+def test_training_moves_statistics_to_the_unlabelled_images_and_says_so(make_project, caplog):
+    project = make_project(n_images=4, size=SIZE)
+    _label_half(project)
+    project.image_path("img-4").write_bytes(b"not a png")  # unreadable: skipped, not fatal
+    with caplog.at_level(logging.WARNING, logger="segtool.ml.session"):
+        outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    assert "not used for batch-norm statistics" in caplog.text and "img-4" in caplog.text
+    sidecar = read_sidecar(outcome.model_path)
+    shift = sidecar["recipe"]["batch_norm_shift"]
+    assert shift["labelled_images"] == 1 and shift["unlabelled_images"] == 2
+    assert shift["layers"] == len(batch_norm_layers(build_unet(1, 2, depth=2, base_filters=8)))
+    assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
+
+
+def test_training_with_every_image_labelled_or_the_switch_off_keeps_its_statistics(
+        make_project):
+    project = make_project(n_images=1, size=SIZE)
+    _label_half(project)
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    shift = read_sidecar(outcome.model_path)["recipe"]["batch_norm_shift"]
+    assert shift["layers"] == 0 and shift["unlabelled_images"] == 0
+    project = make_project(n_images=2, size=SIZE)
+    _label_half(project)
+    outcome = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "adapt_statistics": False})
+    sidecar = read_sidecar(outcome.model_path)
+    assert sidecar["recipe"]["batch_norm_shift"] is None
+    assert not any("batch-norm" in r for r in sidecar["recipe"]["reasons"])
+
+
+def test_unlabelled_sample_spreads_over_the_list_and_takes_a_volumes_middle_slice(
+        make_project, tmp_path):
+    project = make_project(n_images=6, size=SIZE)
+    _label_half(project, "img-2")
+    write_nifti(tmp_path / "ct.nii.gz", ct_like(slices=5, height=24, width=32).T)
+    report = project.import_images([tmp_path / "ct.nii.gz"])
+    assert not report.skipped
+    spec = InputSpec(1)
+    images = unlabelled_sample(project, spec, {"img-2"}, limit=3)
+    assert len(images) == 3  # of ct, img-1, 3, 4, 5, 6: the first, a middle one, the last
+    volume = project.read_volume("ct").array
+    np.testing.assert_array_equal(  # the middle slice, with the volume's windows
+        images[0], spec.apply(volume[2], spec.windows(volume_sample(volume))))
+    np.testing.assert_array_equal(images[1], model_input(project.read_image("img-3"), spec))
+    np.testing.assert_array_equal(images[2], model_input(project.read_image("img-6"), spec))
+    assert all(image.dtype == np.float32 and image.max() <= 1.0 for image in images)
+    everything = unlabelled_sample(project, spec, {"img-2"})
+    assert len(everything) == 6
