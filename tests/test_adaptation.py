@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 import pytest
 from volume_helpers import ct_like, write_nifti
@@ -12,7 +13,9 @@ from segtool.core.masks import UNLABELLED
 from segtool.core.models import read_sidecar
 from segtool.core.synthetic import nuclei_image
 from segtool.ml.adaptation import (
+    MIN_DIFFERENCE,
     batch_norm_layers,
+    difference,
     measure_statistics,
     sample_patches,
     shift_statistics,
@@ -89,9 +92,11 @@ def test_shift_moves_statistics_by_the_difference_and_no_weight():
     rng = np.random.default_rng(5)  # what shift_statistics draws with seed 5
     source = measure_statistics(model, sample_patches(labelled, 32, 32, rng))
     target = measure_statistics(model, sample_patches(unlabelled, 32, 32, rng))
-    shift = shift_statistics(model, labelled, unlabelled, 32, seed=5, patches=32)
+    shift = shift_statistics(model, labelled, unlabelled, 32, seed=5, patches=32,
+                             min_difference=0.0)
     assert shift.applied and shift.layers == len(before) == 10  # 5 blocks of two convolutions
     assert "moved from 3 labelled to 3 unlabelled images" in shift.reason()
+    assert shift.difference == pytest.approx(difference(source, target))
     after = _statistics(model)
     for (mean, var), (mean0, var0), (s_mean, s_var), (t_mean, t_var) in zip(
             after, before, source, target, strict=True):
@@ -102,6 +107,23 @@ def test_shift_moves_statistics_by_the_difference_and_no_weight():
     for kernel, kernel0 in zip([w for w in model.get_weights() if w.ndim > 1], weights,
                                strict=True):
         np.testing.assert_array_equal(kernel, kernel0)
+
+
+def test_statistics_move_only_when_the_unlabelled_images_differ_beyond_noise():
+    model = build_unet(1, 2, depth=2, base_filters=4)
+    before = _statistics(model)
+    alike = shift_statistics(model, _images(0.5, seed=0), _images(0.5, seed=1), 32)
+    assert not alike.applied and alike.difference < MIN_DIFFERENCE
+    assert f"differ from the 3 labelled by {alike.difference:.3f}" in alike.reason()
+    for (mean, var), (mean0, var0) in zip(_statistics(model), before, strict=True):
+        np.testing.assert_array_equal(mean, mean0)
+        np.testing.assert_array_equal(var, var0)
+    rng = np.random.default_rng(2)  # smooth labelled images, speckled unlabelled ones
+    smooth = [np.full((40, 48, 1), 0.5, np.float32) + 0.01 * rng.normal(size=(40, 48, 1))
+              for _ in range(3)]
+    speckled = [rng.random((40, 48, 1)).astype(np.float32) for _ in range(3)]
+    unlike = shift_statistics(model, smooth, speckled, 32)
+    assert unlike.applied and unlike.difference > MIN_DIFFERENCE
 
 
 def test_no_unlabelled_image_or_no_batch_norm_changes_nothing():
@@ -123,17 +145,25 @@ def _label_half(project, stem="img-1"):
     project.save_mask(stem, mask)
 
 
-def test_training_moves_statistics_to_the_unlabelled_images_and_says_so(make_project, caplog):
-    project = make_project(n_images=4, size=SIZE)
+def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
+        make_project, caplog, tmp_path):
+    project = make_project(n_images=1, size=SIZE)
     _label_half(project)
-    project.image_path("img-4").write_bytes(b"not a png")  # unreadable: skipped, not fatal
+    rng = np.random.default_rng(0)
+    for name in ("noise-1", "noise-2", "noise-3"):  # nothing like the labelled nuclei
+        assert cv2.imwrite(str(tmp_path / f"{name}.png"),
+                           rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
+    report = project.import_images(sorted(tmp_path.glob("noise-*.png")))
+    assert not report.skipped
+    project.image_path("noise-3").write_bytes(b"not a png")  # unreadable: skipped, not fatal
     with caplog.at_level(logging.WARNING, logger="segtool.ml.session"):
         outcome = train_project(project, max_seconds=6, config_overrides=TINY)
-    assert "not used for batch-norm statistics" in caplog.text and "img-4" in caplog.text
+    assert "not used for batch-norm statistics" in caplog.text and "noise-3" in caplog.text
     sidecar = read_sidecar(outcome.model_path)
     shift = sidecar["recipe"]["batch_norm_shift"]
     assert shift["labelled_images"] == 1 and shift["unlabelled_images"] == 2
     assert shift["layers"] == len(batch_norm_layers(build_unet(1, 2, depth=2, base_filters=8)))
+    assert shift["difference"] > MIN_DIFFERENCE
     assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
 
 
