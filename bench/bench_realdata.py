@@ -292,6 +292,7 @@ def run_case(args: argparse.Namespace, case: Case, budget: float, scratch: bool,
         "forest_samples": forest.samples if forest else None,
         "test_images": len(stems), "overrides": overrides, "threads": args.threads,
         "architecture": architecture, "logit_offsets": offsets,
+        "batch_norm_shift": model_sidecar["recipe"].get("batch_norm_shift"),
         "model": model.name, "became_current": current == model.name,
     }
 
