@@ -15,6 +15,7 @@ from segtool.core.synthetic import nuclei_image
 from segtool.ml.adaptation import (
     MIN_DIFFERENCE,
     batch_norm_layers,
+    declined,
     difference,
     measure_statistics,
     sample_patches,
@@ -148,7 +149,7 @@ def _label_half(project, stem="img-1"):
 def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
         make_project, caplog, tmp_path):
     project = make_project(n_images=1, size=SIZE)
-    _label_half(project)
+    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])  # dense: every pixel
     rng = np.random.default_rng(0)
     for name in ("noise-1", "noise-2", "noise-3"):  # nothing like the labelled nuclei
         assert cv2.imwrite(str(tmp_path / f"{name}.png"),
@@ -181,6 +182,26 @@ def test_training_with_every_image_labelled_or_the_switch_off_keeps_its_statisti
     sidecar = read_sidecar(outcome.model_path)
     assert sidecar["recipe"]["batch_norm_shift"] is None
     assert not any("batch-norm" in r for r in sidecar["recipe"]["reasons"])
+
+
+def test_scribbles_keep_their_statistics(make_project, tmp_path):
+    project = make_project(n_images=1, size=SIZE)
+    _, truth = nuclei_image(size=SIZE, seed=1)
+    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    mask[::16] = truth[::16]  # four one-pixel strokes across the image
+    project.save_mask("img-1", mask)
+    assert "labels mostly border unlabelled pixels" in declined([mask])
+    rng = np.random.default_rng(0)
+    assert cv2.imwrite(str(tmp_path / "noise.png"),
+                       rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
+    assert not project.import_images([tmp_path / "noise.png"]).skipped
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    sidecar = read_sidecar(outcome.model_path)
+    shift = sidecar["recipe"]["batch_norm_shift"]
+    assert shift["layers"] == 0 and shift["unlabelled_images"] == 0  # not even read
+    assert shift["declined"].startswith("labels mostly border unlabelled pixels")
+    assert "batch-norm statistics as trained: labels mostly border" in " ".join(
+        sidecar["recipe"]["reasons"])
 
 
 def test_unlabelled_sample_spreads_over_the_list_and_takes_a_volumes_middle_slice(

@@ -32,7 +32,7 @@ import numpy as np
 
 from segtool.core.errors import SegtoolError
 from segtool.core.project import Project, file_stamp
-from segtool.ml.adaptation import StatisticsShift, shift_statistics
+from segtool.ml.adaptation import StatisticsShift, declined, shift_statistics
 from segtool.ml.backend import keras
 from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import PatchSampler, split_holdout
@@ -146,6 +146,7 @@ class ContinuousTrainer:
         self._num_classes = 0
         self._training_set: object | None = None
         self._unlabelled: list[np.ndarray] = []  # model input, for batch-norm statistics
+        self._declined: str | None = None  # why the labels rule that out (adaptation.py)
         # The model to beat: (model, its input spec, its predictor), its name and score.
         self._baseline: tuple | None = None
         self._baseline_name: str | None = None
@@ -187,8 +188,9 @@ class ContinuousTrainer:
                                      config.patch_size, np.random.default_rng(self.total_steps),
                                      config.sampler_augmentation())
         self._training_set = training_set
+        self._declined = declined(training_set.masks) if config.adapt_statistics else None
         self._unlabelled = (unlabelled_sample(project, self.spec, set(training_set.stems))
-                            if config.adapt_statistics else [])
+                            if config.adapt_statistics and not self._declined else [])
         self._normalised = {self.spec: images}  # the images as each model's spec makes them
         self._validators = {}
         self._num_classes = project.num_classes
@@ -348,7 +350,10 @@ class ContinuousTrainer:
         assert self.model is not None and self.spec is not None and self.config is not None
         model = copy_model(self.model)
         shift = None
-        if self.config.adapt_statistics:
+        if self._declined:
+            shift = StatisticsShift(0, len(self._normalised[self.spec]), 0, 0,
+                                    declined=self._declined)
+        elif self.config.adapt_statistics:
             shift = shift_statistics(model, self._normalised[self.spec], self._unlabelled,
                                      self.config.patch_size, self.total_steps)
         calibration = None

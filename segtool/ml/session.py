@@ -420,8 +420,11 @@ def train_project(
               "learning_rate": TrainConfig.learning_rate * recipe.learning_rate_scale,
               **overrides}
     adapt = fields.get("adapt_statistics", TrainConfig.adapt_statistics)
+    from segtool.ml.adaptation import StatisticsShift, declined, shift_statistics
+
+    ruled_out = declined(training_set.masks) if adapt else None
     unlabelled = (unlabelled_sample(project, spec, set(training_set.stems))
-                  if adapt and distribution.is_chief else [])
+                  if adapt and not ruled_out and distribution.is_chief else [])
     remaining = None
     if max_seconds is not None:
         remaining = max_seconds - (time.monotonic() - started)
@@ -461,13 +464,15 @@ def train_project(
     say("scoring and saving")
     model = result.model
     shift = None
-    if adapt:
-        from segtool.ml.adaptation import shift_statistics
+    if ruled_out:
+        shift = StatisticsShift(0, len(images), 0, 0, declined=ruled_out)
+    elif adapt:
         from segtool.ml.unet import copy_model
 
         if distribution.strategy is not None:  # a plain copy, off the replicas' variables
             model = copy_model(model)
         shift = shift_statistics(model, images, unlabelled, config.patch_size, config.seed)
+    if shift is not None:
         log.info("%s", shift.reason())
     # Old and new models are compared on the same held-out pixels, the same way.
     new_ious = holdout_iou(model, images, result.val_masks, project.num_classes, config)
