@@ -430,7 +430,8 @@ def train_project(
         remaining = max_seconds - (time.monotonic() - started)
         if unlabelled:  # the statistics' forward passes come out of the same budget
             depth, width = ((_model_depth(initial_model), _model_width(initial_model))
-                            if initial_model is not None else (recipe.depth, recipe.base_filters))
+                            if initial_model is not None else (fields["depth"],
+                                                               fields["base_filters"]))
             remaining -= adaptation_seconds(speed, fields["patch_size"], depth, width)
     with distribution.peer_failures():
         (remaining,) = _from_chief(distribution, remaining)
