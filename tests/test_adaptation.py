@@ -168,6 +168,68 @@ def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
     assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
 
 
+def test_a_parent_without_the_shift_is_compared_with_it(make_project, tmp_path,
+                                                         monkeypatch):
+    project = make_project(n_images=1, size=SIZE)
+    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])
+    rng = np.random.default_rng(0)
+    for name in ("noise-1", "noise-2"):
+        assert cv2.imwrite(str(tmp_path / f"{name}.png"),
+                           rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
+    assert not project.import_images(sorted(tmp_path.glob("noise-*.png"))).skipped
+    parent = train_project(project, max_seconds=6,
+                           config_overrides={**TINY, "adapt_statistics": False})
+    parent_bytes = parent.model_path.read_bytes()
+    from segtool.ml import adaptation
+
+    shifted = []
+    real_shift = adaptation.shift_statistics
+
+    def spy(model, *args, **kwargs):
+        shifted.append(model)
+        return real_shift(model, *args, **kwargs)
+
+    monkeypatch.setattr(adaptation, "shift_statistics", spy)
+    child = train_project(project, max_seconds=6, config_overrides=TINY)
+    assert read_sidecar(child.model_path)["recipe"]["batch_norm_shift"]["layers"] > 0
+    assert len(shifted) == 2 and shifted[0] is not shifted[1]  # the new model, a parent copy
+    assert child.previous_val_iou is not None
+    assert parent.model_path.read_bytes() == parent_bytes  # the parent's file is untouched
+    shifted.clear()  # a parent that has the shift is compared as it is
+    project.set_current_model(child.model_path.name)
+    train_project(project, max_seconds=6, config_overrides=TINY)
+    assert len(shifted) == 1
+
+
+def test_continuous_learning_scores_an_unshifted_current_model_with_the_shift(
+        make_project, tmp_path, monkeypatch):
+    from segtool.ml import continuous
+
+    project = make_project(n_images=1, size=SIZE)
+    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])
+    rng = np.random.default_rng(0)
+    assert cv2.imwrite(str(tmp_path / "noise.png"),
+                       rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
+    assert not project.import_images([tmp_path / "noise.png"]).skipped
+    current = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "adapt_statistics": False})
+    shifted = []
+    real_shift = continuous.shift_statistics
+
+    def spy(model, *args, **kwargs):
+        result = real_shift(model, *args, **kwargs)
+        shifted.append((model, result.applied))
+        return result
+
+    monkeypatch.setattr(continuous, "shift_statistics", spy)
+    trainer = continuous.ContinuousTrainer(project.root, overrides=TINY)
+    report = trainer.run_slice(1.0)
+    assert report.current_iou is not None
+    assert shifted and shifted[0][1]  # the current model, on a copy, before any candidate
+    assert shifted[0][0] is not trainer._baseline[0]
+    assert current.model_path.name == project.current_model
+
+
 def test_training_with_every_image_labelled_or_the_switch_off_keeps_its_statistics(
         make_project):
     project = make_project(n_images=1, size=SIZE)

@@ -43,6 +43,7 @@ from segtool.ml.session import (
     collect_training_set,
     load_current_model,
     model_sidecar,
+    moved,
     new_model_path,
     unlabelled_sample,
 )
@@ -151,6 +152,7 @@ class ContinuousTrainer:
         self._baseline: tuple | None = None
         self._baseline_name: str | None = None
         self._baseline_iou: float | None = None
+        self._baseline_unmoved = False  # a current model whose statistics were not moved
         self._published_name: str | None = None
         self._best = -math.inf
         self._stale = 0
@@ -228,12 +230,21 @@ class ContinuousTrainer:
         model, spec, predict = self._baseline
         if model_classes(model) != self._num_classes:
             return None
+        if (self._baseline_unmoved and self._unlabelled and spec == self.spec
+                and self.config.adapt_statistics and not self._declined):
+            # As a Ctrl+T run does: a current model without the batch-norm shift is scored
+            # with it too (on a copy), as the candidates will be (segtool/ml/adaptation.py).
+            model = copy_model(model)
+            if shift_statistics(model, self._normalised[self.spec], self._unlabelled,
+                                self.config.patch_size).applied:
+                predict = _class_predictor(model)
         score = self._score(model, spec, predict)
         return None if score == -math.inf else score
 
     def _load_baseline(self, project: Project) -> None:
         """The project's current model becomes the one to beat (None if unusable)."""
         self._baseline, self._baseline_name = None, project.current_model
+        self._baseline_unmoved = False
         if not project.current_model:
             return
         try:
@@ -244,6 +255,7 @@ class ContinuousTrainer:
         if loaded is not None:
             self._baseline = (loaded[0], InputSpec.from_sidecar(loaded[1]),
                               _class_predictor(loaded[0]))
+            self._baseline_unmoved = not moved(loaded[1])
 
     def _create_model(self, project: Project, training_set: object) -> None:
         from segtool.ml.device import reference_steps_per_second
@@ -394,6 +406,7 @@ class ContinuousTrainer:
         save_model(model, path, sidecar)
         self._last_publish = self.clock()
         self._baseline = (model, self.spec, candidate.predict)
+        self._baseline_unmoved = False  # published the way every candidate is
         self._baseline_iou = candidate.score
         self._published_name = path.name
         log.info("continuous learning published %s (val IoU %.3f)", path.name, candidate.score)

@@ -483,8 +483,18 @@ def train_project(
         previous_spec = InputSpec.from_sidecar(previous[1])
         previous_images = images if previous_spec == spec else training_set.normalised(
             previous_spec)
+        previous_model = previous[0]
+        if shift is not None and shift.applied and previous_spec == spec and not moved(
+                previous[1]):
+            # The labelled patient's held-out pixels favour statistics as trained (bench/
+            # README), so a parent without the shift is scored with it too, on a copy.
+            from segtool.ml.unet import copy_model
+
+            previous_model = copy_model(previous_model)
+            shift_statistics(previous_model, images, unlabelled, config.patch_size,
+                             config.seed, min_difference=0.0)
         previous_iou = _mean(holdout_iou(
-            previous[0], previous_images, result.val_masks, project.num_classes, config))
+            previous_model, previous_images, result.val_masks, project.num_classes, config))
     became_current = previous_iou is None or (new_iou is not None and new_iou >= previous_iou)
     reasons = list(recipe.reasons)
     if result.calibration is not None:
@@ -577,6 +587,13 @@ def model_sidecar(
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "parent": parent,
     }
+
+
+def moved(sidecar: dict) -> bool:
+    """Whether a model's batch-norm statistics were moved to unlabelled images."""
+    recipe = sidecar.get("recipe")
+    shift = recipe.get("batch_norm_shift") if isinstance(recipe, dict) else None
+    return isinstance(shift, dict) and bool(shift.get("layers"))
 
 
 def _no_step_message(max_seconds: float | None, elapsed: float) -> str:
