@@ -7,6 +7,8 @@ import logging
 import cv2
 import numpy as np
 import pytest
+from test_session import SIZE, TINY
+from test_session import _label_half as label_half
 from volume_helpers import ct_like, write_nifti
 
 from segtool.core.masks import UNLABELLED
@@ -30,9 +32,6 @@ from segtool.ml.session import (
     volume_sample,
 )
 from segtool.ml.unet import build_unet
-
-SIZE = 64
-TINY = {"depth": 2, "base_filters": 8, "patch_size": 32, "batch_size": 4}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -139,23 +138,23 @@ def test_no_unlabelled_image_or_no_batch_norm_changes_nothing():
     assert not shift.applied and shift.reason().endswith("no BatchNormalization layer")
 
 
-def _label_half(project, stem="img-1"):
-    _, truth = nuclei_image(size=SIZE, seed=1)
-    mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
-    mask[:, : SIZE // 2] = truth[:, : SIZE // 2]
-    project.save_mask(stem, mask)
+def _dense_with_noise(make_project, tmp_path, noise: int):
+    """A project: img-1 labelled densely, and ``noise`` unlabelled images of uniform noise,
+    nothing like the nuclei (``noise-1`` ...)."""
+    project = make_project(n_images=1, size=SIZE)
+    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])
+    rng = np.random.default_rng(0)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    paths = [tmp_path / f"noise-{number}.png" for number in range(1, noise + 1)]
+    for path in paths:
+        assert cv2.imwrite(str(path), rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
+    assert not project.import_images(paths).skipped
+    return project
 
 
 def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
         make_project, caplog, tmp_path):
-    project = make_project(n_images=1, size=SIZE)
-    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])  # dense: every pixel
-    rng = np.random.default_rng(0)
-    for name in ("noise-1", "noise-2", "noise-3"):  # nothing like the labelled nuclei
-        assert cv2.imwrite(str(tmp_path / f"{name}.png"),
-                           rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
-    report = project.import_images(sorted(tmp_path.glob("noise-*.png")))
-    assert not report.skipped
+    project = _dense_with_noise(make_project, tmp_path, 3)
     project.image_path("noise-3").write_bytes(b"not a png")  # unreadable: skipped, not fatal
     with caplog.at_level(logging.WARNING, logger="segtool.ml.session"):
         outcome = train_project(project, max_seconds=6, config_overrides=TINY)
@@ -170,13 +169,7 @@ def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
 
 def test_a_parent_without_the_shift_is_compared_with_it(make_project, tmp_path,
                                                          monkeypatch):
-    project = make_project(n_images=1, size=SIZE)
-    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])
-    rng = np.random.default_rng(0)
-    for name in ("noise-1", "noise-2"):
-        assert cv2.imwrite(str(tmp_path / f"{name}.png"),
-                           rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
-    assert not project.import_images(sorted(tmp_path.glob("noise-*.png"))).skipped
+    project = _dense_with_noise(make_project, tmp_path, 2)
     parent = train_project(project, max_seconds=6,
                            config_overrides={**TINY, "adapt_statistics": False})
     parent_bytes = parent.model_path.read_bytes()
@@ -205,12 +198,7 @@ def test_continuous_learning_scores_an_unshifted_current_model_with_the_shift(
         make_project, tmp_path, monkeypatch):
     from segtool.ml import continuous
 
-    project = make_project(n_images=1, size=SIZE)
-    project.save_mask("img-1", nuclei_image(size=SIZE, seed=1)[1])
-    rng = np.random.default_rng(0)
-    assert cv2.imwrite(str(tmp_path / "noise.png"),
-                       rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
-    assert not project.import_images([tmp_path / "noise.png"]).skipped
+    project = _dense_with_noise(make_project, tmp_path, 1)
     current = train_project(project, max_seconds=6,
                             config_overrides={**TINY, "adapt_statistics": False})
     shifted = []
@@ -231,14 +219,14 @@ def test_continuous_learning_scores_an_unshifted_current_model_with_the_shift(
 
 
 def test_training_with_every_image_labelled_or_the_switch_off_keeps_its_statistics(
-        make_project):
-    project = make_project(n_images=1, size=SIZE)
-    _label_half(project)
+        make_project, tmp_path):
+    project = _dense_with_noise(make_project, tmp_path, 0)  # img-1, labelled densely
     outcome = train_project(project, max_seconds=6, config_overrides=TINY)
-    shift = read_sidecar(outcome.model_path)["recipe"]["batch_norm_shift"]
-    assert shift["layers"] == 0 and shift["unlabelled_images"] == 0
-    project = make_project(n_images=2, size=SIZE)
-    _label_half(project)
+    sidecar = read_sidecar(outcome.model_path)
+    shift = sidecar["recipe"]["batch_norm_shift"]
+    assert shift["layers"] == 0 and shift["unlabelled_images"] == 0 and not shift["declined"]
+    assert "batch-norm statistics as trained: no unlabelled image" in sidecar["recipe"]["reasons"]
+    project = _dense_with_noise(make_project, tmp_path / "noisy", 1)
     outcome = train_project(project, max_seconds=6,
                             config_overrides={**TINY, "adapt_statistics": False})
     sidecar = read_sidecar(outcome.model_path)
@@ -247,16 +235,12 @@ def test_training_with_every_image_labelled_or_the_switch_off_keeps_its_statisti
 
 
 def test_scribbles_keep_their_statistics(make_project, tmp_path):
-    project = make_project(n_images=1, size=SIZE)
+    project = _dense_with_noise(make_project, tmp_path, 1)
     _, truth = nuclei_image(size=SIZE, seed=1)
     mask = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
     mask[::16] = truth[::16]  # four one-pixel strokes across the image
     project.save_mask("img-1", mask)
     assert "labels mostly border unlabelled pixels" in declined([mask])
-    rng = np.random.default_rng(0)
-    assert cv2.imwrite(str(tmp_path / "noise.png"),
-                       rng.integers(0, 65535, (SIZE, SIZE), dtype=np.uint16))
-    assert not project.import_images([tmp_path / "noise.png"]).skipped
     outcome = train_project(project, max_seconds=6, config_overrides=TINY)
     sidecar = read_sidecar(outcome.model_path)
     shift = sidecar["recipe"]["batch_norm_shift"]
@@ -269,7 +253,7 @@ def test_scribbles_keep_their_statistics(make_project, tmp_path):
 def test_unlabelled_sample_spreads_over_the_list_and_takes_a_volumes_middle_slice(
         make_project, tmp_path):
     project = make_project(n_images=6, size=SIZE)
-    _label_half(project, "img-2")
+    label_half(project, "img-2")
     write_nifti(tmp_path / "ct.nii.gz", ct_like(slices=5, height=24, width=32).T)
     report = project.import_images([tmp_path / "ct.nii.gz"])
     assert not report.skipped

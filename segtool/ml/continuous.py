@@ -146,7 +146,8 @@ class ContinuousTrainer:
         self._normalised: dict = {}
         self._num_classes = 0
         self._training_set: object | None = None
-        self._unlabelled: list[np.ndarray] = []  # model input, for batch-norm statistics
+        self._unlabelled: list[np.ndarray] = []  # model input, for batch-norm statistics;
+        # empty when the switch is off or the labels rule the shift out (``_declined``)
         self._declined: str | None = None  # why the labels rule that out (adaptation.py)
         # The model to beat: (model, its input spec, its predictor), its name and score.
         self._baseline: tuple | None = None
@@ -230,8 +231,7 @@ class ContinuousTrainer:
         model, spec, predict = self._baseline
         if model_classes(model) != self._num_classes:
             return None
-        if (self._baseline_unmoved and self._unlabelled and spec == self.spec
-                and self.config.adapt_statistics and not self._declined):
+        if self._baseline_unmoved and self._unlabelled and spec == self.spec:
             # As a Ctrl+T run does: a current model without the batch-norm shift is scored
             # with it too (on a copy), as the candidates will be (segtool/ml/adaptation.py).
             model = copy_model(model)

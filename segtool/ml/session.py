@@ -36,6 +36,7 @@ NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
 CROP_MARGIN = 256
 """Image context kept around the labelled pixels of a training image (pixels each side)."""
 MIN_TRAIN_SECONDS = 1.0
+"""A run left with less than this after loading trains nothing and saves no model."""
 UNLABELLED_SAMPLE = 32
 """Unlabelled images (evenly spread over the project) that batch-norm statistics move to."""
 UNLABELLED_MAX_PIXELS = 4096 * 4096
@@ -43,7 +44,6 @@ UNLABELLED_MAX_PIXELS = 4096 * 4096
 FORWARD_SHARE = 0.5
 """A forward pass in training mode costs about this share of a training step of the same
 batch (measured on the 2-core CPU: 0.13 s for 16 x 128 x 128 patches, depth 3, 8 filters)."""
-"""A run left with less than this after loading trains nothing and saves no model."""
 
 
 @dataclass(frozen=True)
@@ -421,6 +421,7 @@ def train_project(
               **overrides}
     adapt = fields.get("adapt_statistics", TrainConfig.adapt_statistics)
     from segtool.ml.adaptation import StatisticsShift, declined, shift_statistics
+    from segtool.ml.unet import copy_model
 
     ruled_out = declined(training_set.masks) if adapt else None
     unlabelled = (unlabelled_sample(project, spec, set(training_set.stems))
@@ -468,8 +469,6 @@ def train_project(
     if ruled_out:
         shift = StatisticsShift(0, len(images), 0, 0, declined=ruled_out)
     elif adapt:
-        from segtool.ml.unet import copy_model
-
         if distribution.strategy is not None:  # a plain copy, off the replicas' variables
             model = copy_model(model)
         shift = shift_statistics(model, images, unlabelled, config.patch_size, config.seed)
@@ -488,8 +487,6 @@ def train_project(
                 previous[1]):
             # The labelled patient's held-out pixels favour statistics as trained (bench/
             # README), so a parent without the shift is scored with it too, on a copy.
-            from segtool.ml.unet import copy_model
-
             previous_model = copy_model(previous_model)
             shift_statistics(previous_model, images, unlabelled, config.patch_size,
                              config.seed, min_difference=0.0)
