@@ -3,6 +3,12 @@
 Other ml modules write ``from segtool.ml.backend import keras, tf`` so the environment
 variables below are set before TensorFlow loads, whatever the import order.
 
+segtool runs Keras 3 on TensorFlow. ``KERAS_BACKEND=jax`` runs the same training and
+prediction on Keras's JAX backend instead (``tf`` is then None): for machines where
+TensorFlow cannot be installed but JAX can, such as the GPU machine the benchmarks were
+measured on (bench/README.md). Multi-device training (``tf.distribute``) and the logit
+calibration stay TensorFlow-only.
+
 TensorFlow's C++ side writes start-up notices straight to the process's stderr, whatever
 ``TF_CPP_MIN_LOG_LEVEL`` says ("failed call to cuInit", "Could not find cuda drivers",
 oneDNN, CPU features). Unless logging is at DEBUG (``segtool --debug``), stderr is captured
@@ -18,6 +24,8 @@ import re
 import sys
 import tempfile
 import threading
+import weakref
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -58,7 +66,46 @@ def _import_tensorflow_quietly() -> object:
     return tensorflow
 
 
-tf = _import_tensorflow_quietly()
+tf = _import_tensorflow_quietly() if os.environ["KERAS_BACKEND"] == "tensorflow" else None
 import keras  # noqa: E402
 
-__all__ = ["keras", "tf"]
+BACKEND = keras.backend.backend()
+
+
+def inference_function(
+    model: keras.Model, body: Callable[..., object], input_signature: list | None = None
+) -> Callable[..., object]:
+    """``body(outputs_of, *inputs)`` compiled once for the backend, where ``outputs_of(batch)``
+    is ``model``'s inference-mode output; call the result with arrays, and read what it
+    returns with ``keras.ops.convert_to_numpy``.
+
+    TensorFlow traces it as a ``tf.function`` (``input_signature`` fixes its shapes); JAX
+    compiles it with ``jax.jit`` over the model's current weights, passed in at each call, so
+    weights that change between calls are the ones used. The model is held weakly.
+    """
+    model_ref = weakref.ref(model)
+    if tf is not None:
+        def traced(*inputs: object) -> object:
+            return body(lambda batch: model_ref()(batch, training=False), *inputs)
+
+        return tf.function(traced, input_signature=input_signature, autograph=False,
+                           reduce_retracing=input_signature is None)
+    import jax
+
+    def pure(trainable: list, fixed: list, *inputs: object) -> object:
+        def outputs_of(batch: object) -> object:
+            return model_ref().stateless_call(trainable, fixed, batch, training=False)[0]
+
+        return body(outputs_of, *inputs)
+
+    compiled = jax.jit(pure)
+
+    def call(*inputs: object) -> object:
+        current = model_ref()
+        return compiled([v.value for v in current.trainable_variables],
+                        [v.value for v in current.non_trainable_variables], *inputs)
+
+    return call
+
+
+__all__ = ["BACKEND", "inference_function", "keras", "tf"]

@@ -154,7 +154,7 @@ def calibrate_model(model: object, masks: Sequence[np.ndarray], crops: np.ndarra
                     labels: np.ndarray) -> Calibration:
     """Fit offsets on the held-out ``crops``/``labels`` and add them to ``model``'s logits
     layer bias (in place), when the training ``masks`` show where borders go."""
-    from segtool.ml.backend import tf
+    from segtool.ml.backend import inference_function, keras
     from segtool.ml.unet import LOGITS_LAYER
 
     if labelled_border_share(masks) < MIN_BORDER_SHARE:
@@ -166,11 +166,10 @@ def calibrate_model(model: object, masks: Sequence[np.ndarray], crops: np.ndarra
     if head is None or getattr(head, "bias", None) is None or model.layers[-1] is not head:
         return Calibration.none("the model has no logits layer to offset")
 
-    @tf.function(reduce_retracing=True, autograph=False)
-    def logits_of(batch: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(batch, training=False), tf.float32)
-
-    logits, truth = held_out_logits(lambda batch: logits_of(batch).numpy(), crops, labels)
+    logits_of = inference_function(
+        model, lambda outputs_of, batch: keras.ops.cast(outputs_of(batch), "float32"))
+    logits, truth = held_out_logits(
+        lambda batch: keras.ops.convert_to_numpy(logits_of(batch)), crops, labels)
     if truth.size == 0:
         return Calibration.none("no held-out pixels")
     calibration = fit_offsets(logits, truth)

@@ -29,8 +29,9 @@ from segtool.ml.cluster import ClusterRole
 log = logging.getLogger(__name__)
 
 # A peer that died or cannot be reached shows up as one of these on the others.
-PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.CancelledError,
-                 tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+PEER_FAILURES = () if tf is None else (
+    tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError)
 
 
 @dataclass(eq=False)
@@ -160,8 +161,11 @@ def local_distribution(devices: Sequence[str] | None = None) -> Distribution:
 
     One device (or none but the CPU) gives a Distribution without a strategy, so training
     runs exactly as it would without tf.distribute. The strategy is made once per device
-    list and reused.
+    list and reused. On Keras's JAX backend there is no strategy: training runs on JAX's
+    default device.
     """
+    if tf is None:
+        return Distribution(None, tuple(devices or ()) or ("default",))
     if devices is None:
         devices = [device.name for device in tf.config.list_logical_devices("GPU")]
     names = tuple(devices)
@@ -180,6 +184,9 @@ def cluster_distribution(role: ClusterRole) -> Distribution:
     growth first): it waits until every worker of the job has joined. Made once per process.
     """
     global _cluster
+    if tf is None:
+        raise SegtoolError("multi-host training needs Keras's TensorFlow backend "
+                           f"(KERAS_BACKEND is {keras.backend.backend()})")
     if _cluster is None:
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()

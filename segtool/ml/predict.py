@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from segtool.ml.backend import keras, tf
+from segtool.ml.backend import inference_function, keras, tf
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,10 @@ def _inference_function(model: keras.Model, flip: bool = False) -> Callable:
     """A compiled ``(tiles (B, h, w, C), window (h, w)) -> weighted probabilities`` function.
 
     With ``flip`` the probabilities are the mean of the tile's and its left-right mirror's
-    (test-time augmentation; valid for every kind of image, up or not). One trace per model
-    serves every tile size and batch size (the input signature leaves them open), so a new
-    image never recompiles. The function holds the model weakly, so the cache entry goes
-    away with the model.
+    (test-time augmentation; valid for every kind of image, up or not). On TensorFlow one
+    trace per model serves every tile size and batch size (the input signature leaves them
+    open), so a new image never recompiles; JAX compiles once per tile batch shape. The
+    function holds the model weakly, so the cache entry goes away with the model.
     """
     functions = _INFERENCE_FUNCTIONS.setdefault(model, {})
     function = functions.get(flip)
@@ -148,25 +148,24 @@ def _inference_function(model: keras.Model, flip: bool = False) -> Callable:
     softmax_inside = _ends_in_softmax(model)
     if softmax_inside:
         log.info("model %s already outputs probabilities: no softmax added", model.name)
-    model_ref = weakref.ref(model)
+    ops = keras.ops
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, None, channels], tf.float32),
-            tf.TensorSpec([None, None], tf.float32),
-        ]
-    )
-    def weighted_probabilities(tiles: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-        def probabilities_of(batch: tf.Tensor) -> tf.Tensor:
-            outputs = tf.cast(model_ref()(batch, training=False), tf.float32)
-            return outputs if softmax_inside else tf.nn.softmax(outputs, axis=-1)
+    def weighted_probabilities(outputs_of: Callable, tiles: object, window: object) -> object:
+        def probabilities_of(batch: object) -> object:
+            outputs = ops.cast(outputs_of(batch), "float32")
+            return outputs if softmax_inside else ops.softmax(outputs, axis=-1)
 
         probabilities = probabilities_of(tiles)
         if flip:
-            mirrored = probabilities_of(tf.reverse(tiles, axis=[2]))
-            probabilities = 0.5 * (probabilities + tf.reverse(mirrored, axis=[2]))
-        return probabilities * window[tf.newaxis, :, :, tf.newaxis]
+            mirrored = probabilities_of(ops.flip(tiles, axis=2))
+            probabilities = 0.5 * (probabilities + ops.flip(mirrored, axis=2))
+        return probabilities * window[None, :, :, None]
 
+    signature = None
+    if tf is not None:  # one trace serves every tile and batch size
+        signature = [tf.TensorSpec([None, None, None, channels], tf.float32),
+                     tf.TensorSpec([None, None], tf.float32)]
+    weighted_probabilities = inference_function(model, weighted_probabilities, signature)
     functions[flip] = weighted_probabilities
     return weighted_probabilities
 
@@ -235,13 +234,14 @@ def predict_tiled(
     cols = axis_layout(width, tile_size, overlap, multiple)
     blender = _StripBlender(rows, cols, num_classes, height, width)
     infer = _inference_function(model, flip)
-    window = tf.constant(rows.window[:, np.newaxis] * cols.window[np.newaxis, :])
+    window = keras.ops.convert_to_tensor(
+        (rows.window[:, np.newaxis] * cols.window[np.newaxis, :]).astype(np.float32))
     total = len(rows.starts) * len(cols.starts)
     done = 0
     for batch_positions, batch in _tile_batches(image, rows, cols, batch_size):
         if cancel is not None and cancel():
             raise PredictionCancelled(f"prediction cancelled after {done} of {total} tiles")
-        weighted = infer(tf.constant(batch), window).numpy()
+        weighted = keras.ops.convert_to_numpy(infer(keras.ops.convert_to_tensor(batch), window))
         for (row_index, col_start), tile in zip(batch_positions, weighted, strict=True):
             blender.add(row_index, col_start, tile)
         done += len(batch_positions)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from segtool.core.errors import SegtoolError
-from segtool.ml.backend import keras, tf
+from segtool.ml.backend import inference_function, keras, tf
 from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import (
     UNLABELLED,
@@ -464,22 +464,34 @@ class _WeightAverage:
     def __init__(self, model: keras.Model, decay: float) -> None:
         self.variables = list(model.trainable_variables)
         self.averages = [
-            tf.Variable(tf.identity(v.value), trainable=False) for v in self.variables
+            keras.Variable(keras.ops.copy(v.value), trainable=False) for v in self.variables
         ]
-        self.updates = tf.Variable(0.0, trainable=False)
+        self.updates = keras.Variable(0.0, trainable=False)
         self.decay = decay
 
     def update(self) -> None:
-        self.updates.assign_add(1.0)
-        decay = tf.minimum(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for variable, average in zip(self.variables, self.averages, strict=True):
-            average.assign(decay * average + (1.0 - decay) * variable.value)
+        updates, averages = averaged_values(
+            self.updates.value, [a.value for a in self.averages],
+            [v.value for v in self.variables], self.decay)
+        self.updates.assign(updates)
+        for average, value in zip(self.averages, averages, strict=True):
+            average.assign(value)
 
     def swap(self) -> None:
         for variable, average in zip(self.variables, self.averages, strict=True):
-            current = tf.identity(variable.value)
-            variable.assign(average)
+            current = keras.ops.copy(variable.value)
+            variable.assign(average.value)
             average.assign(current)
+
+
+def averaged_values(
+    updates: object, averages: list, values: list, decay: float
+) -> tuple[object, list]:
+    """One EMA update as a pure function: (updates + 1, the new averages)."""
+    updates = updates + 1.0
+    rate = keras.ops.minimum(decay, (1.0 + updates) / (10.0 + updates))
+    return updates, [rate * average + (1.0 - rate) * value
+                     for average, value in zip(averages, values, strict=True)]
 
 
 class _averaged:  # noqa: N801 - a context manager used like a function
@@ -520,6 +532,8 @@ def _compiled_functions(
 ) -> tuple[Callable[[np.ndarray, np.ndarray], tf.Tensor], Callable[[np.ndarray], np.ndarray]]:
     """The compiled training step and an inference-mode class predictor."""
     loss_of = _loss_function(config)
+    if tf is None:
+        return _jax_step(model, optimizer, loss_of, average), _class_predictor(model)
 
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True, autograph=False)
     def train_step(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
@@ -533,6 +547,56 @@ def _compiled_functions(
         return loss
 
     return train_step, _class_predictor(model)
+
+
+def _jax_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss_of: Callable,
+    average: _WeightAverage | None,
+) -> Callable[[np.ndarray, np.ndarray], object]:
+    """The training step on Keras's JAX backend: one ``jax.jit`` function of the weights,
+    the optimizer's state (its learning rate included) and the moving average, whose results
+    are written back to the variables after each step."""
+    import jax
+
+    optimizer.build(model.trainable_variables)
+    trainable, fixed = model.trainable_variables, model.non_trainable_variables
+    state = optimizer.variables + (
+        [average.updates, *average.averages] if average is not None else [])
+
+    def loss_and_statistics(trainable_values: list, fixed_values: list, images: object,
+                            labels: object) -> tuple[object, list]:
+        logits, fixed_values = model.stateless_call(trainable_values, fixed_values, images,
+                                                    training=True)
+        return loss_of(images, labels, logits), fixed_values
+
+    gradient_of = jax.value_and_grad(loss_and_statistics, has_aux=True)
+    steps = len(optimizer.variables)
+
+    @jax.jit
+    def step(trainable_values: list, fixed_values: list, state_values: list, images: object,
+             labels: object) -> tuple[object, list, list, list]:
+        (loss, fixed_values), gradients = gradient_of(trainable_values, fixed_values, images,
+                                                      labels)
+        trainable_values, optimizer_values = optimizer.stateless_apply(
+            state_values[:steps], gradients, trainable_values)
+        new_state = list(optimizer_values)
+        if average is not None:
+            updates, averages = averaged_values(state_values[steps], state_values[steps + 1:],
+                                                trainable_values, average.decay)
+            new_state += [updates, *averages]
+        return loss, trainable_values, fixed_values, new_state
+
+    def train_step(images: np.ndarray, labels: np.ndarray) -> object:
+        loss, *values = step([v.value for v in trainable], [v.value for v in fixed],
+                             [v.value for v in state], images, labels)
+        for variables, new in zip((trainable, fixed, state), values, strict=True):
+            for variable, value in zip(variables, new, strict=True):
+                variable.assign(value)
+        return loss
+
+    return train_step
 
 
 def _replicated_step(
@@ -579,12 +643,11 @@ def _replicated_step(
 
 def _class_predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """A compiled inference-mode ``(B, H, W, C) images -> (B, H, W) int32 classes``."""
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def predict_classes(batch_images: tf.Tensor) -> tf.Tensor:
-        return tf.argmax(model(batch_images, training=False), axis=-1, output_type=tf.int32)
+    predict_classes = inference_function(
+        model, lambda outputs_of, batch: keras.ops.cast(
+            keras.ops.argmax(outputs_of(batch), axis=-1), "int32"))
 
     def predict(batch_images: np.ndarray) -> np.ndarray:
-        return predict_classes(batch_images).numpy()
+        return keras.ops.convert_to_numpy(predict_classes(batch_images))
 
     return predict
