@@ -148,3 +148,30 @@ def test_sampler_refuses_masks_without_labels():
             8,
             np.random.default_rng(0),
         )
+
+
+def test_scale_augmentation_resizes_image_and_labels_together():
+    # Vertical stripes 8 px wide: a patch cut from a window s times its side and resized
+    # shows stripes 8 / s px wide, labels and image alike.
+    size, patch = 200, 32
+    columns = (np.arange(size) // 8) % 2
+    labels = np.tile(columns.astype(np.uint8), (size, 1))
+    image = (0.2 + 0.6 * labels)[..., None].astype(np.float32)
+    still = Augmentation(gamma=1.0, gain=1.0, offset=0.0, rotations=False, scale=1.0)
+    scaled = Augmentation(gamma=1.0, gain=1.0, offset=0.0, rotations=False, scale=1.5)
+
+    def stripe_widths(augmentation: Augmentation) -> set[int]:
+        sampler = PatchSampler([image], [labels], patch, np.random.default_rng(4), augmentation)
+        images, batch_labels = sampler.sample(64)
+        labelled = batch_labels != 255  # not the padding beyond the image's border
+        agree = ((images[..., 0] > 0.5) == (batch_labels == 1))[labelled]
+        assert agree.mean() > 0.95  # over their pixels (a misplaced window: ~0.5)
+        widths = set()
+        for row in batch_labels[:, patch // 2]:
+            edges = np.flatnonzero(np.diff(row.astype(int)) != 0)
+            widths.update(int(width) for width in np.diff(edges))
+        return widths
+
+    assert stripe_widths(still) == {8}
+    widths = stripe_widths(scaled)
+    assert min(widths) <= 6 and max(widths) >= 10  # from 8 / 1.5 to 8 * 1.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 UNLABELLED = 255
@@ -75,7 +76,9 @@ class Augmentation:
     """Random changes applied to each training patch.
 
     Geometric: one of the 8 flips/90-degree rotations, uniformly; with ``rotations`` False
-    (images that have an up) only left-right flips. Intensity (per patch,
+    (images that have an up) only left-right flips; with ``scale`` above 1, the patch is cut
+    from a window ``s`` times its side (``s`` log-uniform within 1/scale..scale) and resized
+    to the patch (bilinear image, nearest labels). Intensity (per patch,
     on the normalised 0..1 image): ``gain * clip(x, 0, 1) ** gamma + offset`` with gamma,
     gain log-uniform within the given factors and offset uniform within +-offset.
     """
@@ -84,6 +87,7 @@ class Augmentation:
     gain: float = 1.25
     offset: float = 0.1
     rotations: bool = True
+    scale: float = 1.0  # off: +0.001 mIoU on average over seven real-data rows (bench/README)
 
 
 def augment_patch(
@@ -133,7 +137,9 @@ class PatchSampler:
         self.patch_size = patch_size
         self.rng = rng
         self.augmentation = augmentation
-        self.pad = patch_size
+        # room for the largest scaled window around any labelled pixel
+        scale = augmentation.scale if augmentation is not None else 1.0
+        self.pad = int(np.ceil(patch_size * max(1.0, scale)))
         self._images = [
             np.pad(image, ((self.pad, self.pad), (self.pad, self.pad), (0, 0)), mode="reflect")
             for image in images
@@ -176,13 +182,21 @@ class PatchSampler:
         channels = self._images[0].shape[-1]
         batch_images = np.empty((batch_size, size, size, channels), dtype=np.float32)
         batch_labels = np.empty((batch_size, size, size), dtype=np.uint8)
+        scale = self.augmentation.scale if self.augmentation is not None else 1.0
         for index in range(batch_size):
             image_index, row, col = self._centre()
+            window = size
+            if scale > 1.0:
+                window = int(round(size * np.exp(self.rng.uniform(-1, 1) * np.log(scale))))
             # The labelled pixel lands within the central half, symmetric under flips.
-            row += self.pad - size // 2 + int(self.rng.integers(1 - shift, shift + 1))
-            col += self.pad - size // 2 + int(self.rng.integers(1 - shift, shift + 1))
-            image = self._images[image_index][row : row + size, col : col + size]
-            labels = self._masks[image_index][row : row + size, col : col + size]
+            row += self.pad - window // 2 + int(self.rng.integers(1 - shift, shift + 1))
+            col += self.pad - window // 2 + int(self.rng.integers(1 - shift, shift + 1))
+            image = self._images[image_index][row : row + window, col : col + window]
+            labels = self._masks[image_index][row : row + window, col : col + window]
+            if window != size:
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR
+                                   ).reshape(size, size, channels)
+                labels = cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
             if self.augmentation is not None:
                 image, labels = augment_patch(image, labels, self.rng, self.augmentation)
             batch_images[index] = image
