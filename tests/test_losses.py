@@ -18,7 +18,13 @@ import numpy as np
 import pytest
 
 from segtool.ml.backend import keras, tf
-from segtool.ml.losses import iou_per_class, masked_loss, mean_iou, pairwise_loss
+from segtool.ml.losses import (
+    iou_per_class,
+    masked_loss,
+    mean_iou,
+    pairwise_loss,
+    unlabelled_entropy,
+)
 from segtool.ml.unet import build_unet
 
 
@@ -151,3 +157,30 @@ def test_pairwise_term_reaches_unlabelled_pixels():
 
     assert gradient[:, 7:9].min() > 0  # the class edge inside the dark region is pulled
     assert gradient[:, 0:2].max() < 1e-6  # agreeing neighbours far from it are not
+
+
+def test_entropy_term_counts_only_unlabelled_pixels():
+    labels = np.full((1, 4, 4), 255, np.uint8)
+    labels[0, :2] = 1  # the top half is labelled
+    logits = np.zeros((1, 4, 4, 3), np.float32)  # uniform: entropy log 3 everywhere
+    logits[0, :2, :, 1] = 50.0  # confident where labelled
+    assert float(unlabelled_entropy(labels, logits)) == pytest.approx(np.log(3), rel=1e-5)
+    logits[0, 2:, :, 0] = 50.0  # confident everywhere: no entropy left
+    assert float(unlabelled_entropy(labels, logits)) == pytest.approx(0.0, abs=1e-5)
+    everything = np.ones((1, 4, 4), np.uint8)  # nothing unlabelled
+    assert float(unlabelled_entropy(everything, np.zeros((1, 4, 4, 3), np.float32))) == 0.0
+
+
+def test_training_loss_adds_the_weighted_entropy_term():
+    from segtool.ml.train import TrainConfig, _loss_function
+
+    rng = np.random.default_rng(5)
+    images = rng.random((2, 8, 8, 1)).astype(np.float32)
+    labels = np.full((2, 8, 8), 255, np.uint8)
+    labels[:, :3] = rng.integers(0, 2, (2, 3, 8))
+    logits = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    plain = float(_loss_function(TrainConfig())(images, labels, logits))
+    weighted = float(_loss_function(TrainConfig(entropy_weight=0.5))(images, labels, logits))
+    entropy = float(unlabelled_entropy(labels, logits))
+    assert entropy > 0.1
+    assert weighted == pytest.approx(plain + 0.5 * entropy, rel=1e-5)

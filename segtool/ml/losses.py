@@ -69,6 +69,16 @@ def masked_loss(
     return cross_entropy + dice_weight * dice_loss
 
 
+def unlabelled_entropy(labels: keras.KerasTensor, logits: keras.KerasTensor) -> keras.KerasTensor:
+    """Mean entropy of the softmax over the unlabelled pixels (255), zero when there are none:
+    entropy minimisation (Grandvalet and Bengio, 2004) pushes the class borders into regions
+    the labels leave open. A scalar float32 tensor."""
+    unlabelled = ops.cast(ops.equal(ops.cast(labels, "int32"), UNLABELLED), "float32")
+    log_probabilities = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    entropy = -ops.sum(ops.exp(log_probabilities) * log_probabilities, axis=-1)
+    return ops.sum(entropy * unlabelled) / ops.maximum(ops.sum(unlabelled), 1.0)
+
+
 PAIRWISE_OFFSETS = tuple((dy * d, dx * d) for d in (1, 3, 6)
                          for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)))
 """Neighbour pairs of the pairwise term: four directions at 1, 3 and 6 pixels."""

@@ -29,7 +29,13 @@ from segtool.ml.data import (
     validation_crops,
 )
 from segtool.ml.distribute import Distribution, statistics_averager
-from segtool.ml.losses import iou_per_class, masked_loss, mean_iou, pairwise_loss
+from segtool.ml.losses import (
+    iou_per_class,
+    masked_loss,
+    mean_iou,
+    pairwise_loss,
+    unlabelled_entropy,
+)
 from segtool.ml.unet import (
     Normalization,
     adapt_classes,
@@ -82,6 +88,7 @@ class TrainConfig:
     calibrate: bool = False  # logit offsets (segtool/ml/calibration.py): off, see there
     pairwise_weight: float = 0.0  # losses.pairwise_loss: off, it cost on scribbles (bench/README)
     pairwise_sigma: float = 0.2
+    entropy_weight: float = 0.0  # losses.unlabelled_entropy: off, it cost on scribbles (bench/README)
     adapt_statistics: bool = True  # project runs: ml/adaptation.py, batch-norm statistics
 
     def sampler_augmentation(self) -> Augmentation | None:
@@ -514,11 +521,14 @@ def _loss_function(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor, tf.Te
     plus the pairwise term on all pixels when ``pairwise_weight`` is set."""
     dice_weight, class_weights = config.dice_weight, config.class_weights
     pairwise_weight, sigma = config.pairwise_weight, config.pairwise_sigma
+    entropy_weight = config.entropy_weight
 
     def loss_of(images: tf.Tensor, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         loss = masked_loss(labels, logits, dice_weight, class_weights)
         if pairwise_weight:
             loss = loss + pairwise_weight * pairwise_loss(images, logits, sigma)
+        if entropy_weight:
+            loss = loss + entropy_weight * unlabelled_entropy(labels, logits)
         return loss
 
     return loss_of
