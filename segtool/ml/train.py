@@ -88,7 +88,7 @@ class TrainConfig:
     calibrate: bool = False  # logit offsets (segtool/ml/calibration.py): off, see there
     pairwise_weight: float = 0.0  # losses.pairwise_loss: off, it cost on scribbles (bench/README)
     pairwise_sigma: float = 0.2
-    entropy_weight: float = 0.0  # losses.unlabelled_entropy: off, it cost on scribbles (bench/README)
+    entropy_weight: float = 0.0  # losses.unlabelled_entropy: off, see bench/README
     adapt_statistics: bool = True  # project runs: ml/adaptation.py, batch-norm statistics
 
     def sampler_augmentation(self) -> Augmentation | None:
