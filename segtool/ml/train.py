@@ -518,7 +518,8 @@ class _averaged:  # noqa: N801 - a context manager used like a function
 
 def _loss_function(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
     """The training loss of ``config``: masked cross-entropy + Dice on the labelled pixels,
-    plus the pairwise term on all pixels when ``pairwise_weight`` is set."""
+    plus the pairwise term on all pixels when ``pairwise_weight`` is set, and the entropy of
+    the unlabelled pixels when ``entropy_weight`` is."""
     dice_weight, class_weights = config.dice_weight, config.class_weights
     pairwise_weight, sigma = config.pairwise_weight, config.pairwise_sigma
     entropy_weight = config.entropy_weight
@@ -582,7 +583,7 @@ def _jax_step(
         return loss_of(images, labels, logits), fixed_values
 
     gradient_of = jax.value_and_grad(loss_and_statistics, has_aux=True)
-    steps = len(optimizer.variables)
+    slots = len(optimizer.variables)  # the optimizer's share of the state
 
     @jax.jit
     def step(trainable_values: list, fixed_values: list, state_values: list, images: object,
@@ -590,10 +591,10 @@ def _jax_step(
         (loss, fixed_values), gradients = gradient_of(trainable_values, fixed_values, images,
                                                       labels)
         trainable_values, optimizer_values = optimizer.stateless_apply(
-            state_values[:steps], gradients, trainable_values)
+            state_values[:slots], gradients, trainable_values)
         new_state = list(optimizer_values)
         if average is not None:
-            updates, averages = averaged_values(state_values[steps], state_values[steps + 1:],
+            updates, averages = averaged_values(state_values[slots], state_values[slots + 1:],
                                                 trainable_values, average.decay)
             new_state += [updates, *averages]
         return loss, trainable_values, fixed_values, new_state
