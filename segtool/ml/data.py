@@ -137,9 +137,9 @@ class PatchSampler:
         self.patch_size = patch_size
         self.rng = rng
         self.augmentation = augmentation
+        self.scale = augmentation.scale if augmentation is not None else 1.0
         # room for the largest scaled window around any labelled pixel
-        scale = augmentation.scale if augmentation is not None else 1.0
-        self.pad = int(np.ceil(patch_size * max(1.0, scale)))
+        self.pad = int(np.ceil(patch_size * max(1.0, self.scale)))
         self._images = [
             np.pad(image, ((self.pad, self.pad), (self.pad, self.pad), (0, 0)), mode="reflect")
             for image in images
@@ -182,12 +182,11 @@ class PatchSampler:
         channels = self._images[0].shape[-1]
         batch_images = np.empty((batch_size, size, size, channels), dtype=np.float32)
         batch_labels = np.empty((batch_size, size, size), dtype=np.uint8)
-        scale = self.augmentation.scale if self.augmentation is not None else 1.0
         for index in range(batch_size):
             image_index, row, col = self._centre()
             window = size
-            if scale > 1.0:
-                window = int(round(size * np.exp(self.rng.uniform(-1, 1) * np.log(scale))))
+            if self.scale > 1.0:
+                window = int(round(size * np.exp(self.rng.uniform(-1, 1) * np.log(self.scale))))
             # The labelled pixel lands within the central half, symmetric under flips.
             row += self.pad - window // 2 + int(self.rng.integers(1 - shift, shift + 1))
             col += self.pad - window // 2 + int(self.rng.integers(1 - shift, shift + 1))
