@@ -27,6 +27,7 @@ import numpy as np
 
 from segtool.core.labels import LabelDocument
 from segtool.core.masks import UNLABELLED
+from segtool.core.proposal import NEUTRAL, apply_thresholds
 
 VOID = 255  # ground-truth pixels nobody is asked to label (the street set's void)
 
@@ -41,6 +42,11 @@ SWITCH_IMAGE_S = 1.0  # the next-image key and the new image appearing
 LOOK_S = 2.0  # taking in a new image (M plus eye movements)
 CHOOSE_S = 1.35  # deciding what to correct next (M) before each correction
 VIEW_PIXELS = 800  # the canvas's size on screen: images are viewed fitted into it
+# Setting the Layers panel's class threshold: pick the class (a click, 1.0), drag the slider
+# while the outlines follow (P plus a short drag, 1.2) and judge them (M, 1.35).
+ADJUST_S = 3.5
+ADJUST_STEPS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # positions the person tries
+ADJUST_MIN_GAIN = 0.005  # a change of mean IoU the person would notice on screen
 
 MAX_POLYGON_VERTICES = 40  # beyond this a person would rather paint
 MAX_STROKES_PER_ACTION = 12  # then they look again
@@ -227,22 +233,73 @@ def correct_until(document: LabelDocument, truth: np.ndarray, target: float,
     return effort
 
 
+@dataclasses.dataclass
+class ClassThresholds:
+    """The window's class-threshold slider as the person leaves it between images (the
+    canvas keeps one threshold per class for the session; core/proposal.py)."""
+
+    num_classes: int | None
+    thresholds: dict[int, float] = dataclasses.field(default_factory=dict)
+
+
+def _accepted_score(document: LabelDocument, prediction: tuple[np.ndarray, np.ndarray],
+                    thresholds: dict[int, float], num_classes: int | None, threshold: int,
+                    truth: np.ndarray) -> float:
+    classes, confidence = apply_thresholds(*prediction, thresholds, num_classes)
+    trial = LabelDocument(document.mask.copy(), history_bytes=1)
+    trial.accept_prediction(classes, confidence, threshold)
+    return mean_iou(trial.mask, truth)
+
+
+def adjust_thresholds(document: LabelDocument, truth: np.ndarray,
+                      prediction: tuple[np.ndarray, np.ndarray], threshold: int,
+                      slider: ClassThresholds) -> bool:
+    """Before accepting, the person moves one class's threshold to the position of
+    ``ADJUST_STEPS`` whose proposal fits their intent best, if that beats the slider as it
+    stands by ``ADJUST_MIN_GAIN``; ``slider`` is updated. True if they moved it."""
+    current = _accepted_score(document, prediction, slider.thresholds, slider.num_classes,
+                              threshold, truth)
+    best, best_score = None, current + ADJUST_MIN_GAIN
+    present = np.unique(prediction[0])
+    for class_id in (int(c) for c in present if c != UNLABELLED):
+        for step in ADJUST_STEPS:
+            if step == slider.thresholds.get(class_id, NEUTRAL):
+                continue
+            trial = {k: v for k, v in slider.thresholds.items() if k != class_id}
+            if step != NEUTRAL:
+                trial[class_id] = step
+            score = _accepted_score(document, prediction, trial, slider.num_classes,
+                                    threshold, truth)
+            if score > best_score:
+                best, best_score = trial, score
+    if best is None:
+        return False
+    slider.thresholds = best
+    return True
+
+
 def label_image(document: LabelDocument, truth: np.ndarray, target: float,
                 cap_seconds: float, prediction: tuple[np.ndarray, np.ndarray] | None = None,
-                threshold: int = 0) -> ImageEffort:
+                threshold: int = 0, slider: ClassThresholds | None = None) -> ImageEffort:
     """Switch to the image, look at it, accept ``prediction`` (classes, confidence) if
-    given, then correct until ``target``."""
+    given, then correct until ``target``. With ``slider``, the person may first move the
+    class-threshold slider (:func:`adjust_thresholds`) and accepts what it shows."""
     effort = ImageEffort()
     effort.charge("switch", SWITCH_IMAGE_S)
     effort.charge("look", LOOK_S)
     if prediction is not None:
         classes, confidence = prediction
+        if slider is not None:
+            if adjust_thresholds(document, truth, prediction, threshold, slider):
+                effort.charge("adjust", ADJUST_S)
+            classes, confidence = apply_thresholds(classes, confidence, slider.thresholds,
+                                                   slider.num_classes)
         document.accept_prediction(classes, confidence, threshold)
         effort.charge("accept", ACCEPT_S)
     return correct_until(document, truth, target, cap_seconds, effort)
 
 
-def actions_text(actions: dict[str, int], kinds: Sequence[str] = ("accept", "fill",
+def actions_text(actions: dict[str, int], kinds: Sequence[str] = ("adjust", "accept", "fill",
                                                                    "polygon", "brush")) -> str:
     """``fill 3 polygon 1 brush 12`` (kinds with a count only)."""
     return " ".join(f"{kind} {actions[kind]}" for kind in kinds if actions.get(kind))

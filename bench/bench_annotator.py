@@ -2,7 +2,8 @@
 
     python bench/bench_annotator.py --images DIR --masks DIR --classes a,b,...
         [--mode brush|retrain|live] [--order file|next] [--max-images N] [--budget S]
-        [--target 0.9] [--cap 300] [--threshold 0] [--threads N] [--json FILE]
+        [--target 0.9] [--cap 300] [--threshold 0] [--class-threshold] [--threads N]
+        [--json FILE]
     python bench/bench_annotator.py --data ../shared/data --set fluo_dsb2018 ...
     python bench/bench_annotator.py --table RESULTS.jsonl   (the bench/README table)
 
@@ -30,6 +31,9 @@ the mask is saved with ``Project.save_mask``. Modes:
 In both learning modes a training run's model becomes current only if it scores at least as
 well as the current one on that run's validation pixels (what ``segtool train`` does).
 
+``--class-threshold``: before accepting, the person may move the Layers panel's class-threshold
+slider (one class's probability threshold, kept from image to image as the window keeps it;
+``annotator.adjust_thresholds``) to where the proposal fits best, for ``ADJUST_S`` seconds.
 ``--order next`` picks, after each image, the unlabelled image the current model is least
 sure of (segtool's "sort by uncertainty": mean of 1 - confidence away from the predicted
 edges, core/uncertainty.py); ``file`` takes them in
@@ -80,6 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="simulated seconds at most per image")
     parser.add_argument("--threshold", type=int, default=0,
                         help="accept only predicted pixels of at least this confidence (0-255)")
+    parser.add_argument("--class-threshold", action="store_true",
+                        help="the person may set the class-threshold slider before accepting")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
     parser.add_argument("--json", type=Path, help="append the run (rows and ratio) here")
     args = parser.parse_args(argv)
@@ -182,6 +188,7 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
     rows: list[dict] = []
     remaining = list(stems)
     pending_wait = 0.0  # retrain: real seconds of the last Ctrl+T run not yet overlapped
+    slider = annotator.ClassThresholds(len(classes)) if args.class_threshold else None
     print(f"{'#':>3} {'image':28} {'sim s':>6} {'brush s':>7} {'mIoU':>6} {'wait s':>6} "
           f"{'steps':>6}  actions", flush=True)
     for index in range(1, len(stems) + 1):
@@ -192,7 +199,7 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
         prediction = learner.predict(stem) if learner is not None else None
         document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
         effort = annotator.label_image(document, truth, args.target, args.cap, prediction,
-                                       args.threshold)
+                                       args.threshold, slider)
         wait = 0.0
         if args.mode == "retrain" and learner is not None:
             # The Ctrl+T run started after the last image ran while this one was labelled:
@@ -234,7 +241,8 @@ def markdown_table(records: list[dict]) -> str:
             chosen = [r["seconds"] for r in rows if first <= r["index"] <= last]
             return f"{np.mean(chosen):.0f}" if chosen else "-"
 
-        lines.append(f"| {record['set']} | {record['mode']} ({record['order']}) | "
+        slider = ", class threshold" if record.get("class_threshold") else ""
+        lines.append(f"| {record['set']} | {record['mode']} ({record['order']}{slider}) | "
                      f"{record['images']} | {mean(1, 5)} | {mean(6, 10)} | "
                      f"{mean(11, 10**6)} | {record['brush_mean']:.0f} | {record['ratio']:.2f} | "
                      f"{rows[-1]['steps']} | {record['wall']:.0f} |")
@@ -260,10 +268,12 @@ def main(argv: list[str]) -> int:
             print(f"images {first}-{last}: {np.mean(chosen):.0f} s per image "
                   f"(brush {np.mean(brush):.0f} s)")
     print(f"mode {args.mode}, order {args.order}, target {args.target}, budget {args.budget} s,"
-          f" threshold {args.threshold}; wall {wall:.0f} s; cpus {os.cpu_count()}")
+          f" threshold {args.threshold}, class threshold {args.class_threshold}; wall "
+          f"{wall:.0f} s; cpus {os.cpu_count()}")
     if args.json:
         record = {"set": args.set or str(args.images), "mode": args.mode, "order": args.order,
                   "target": args.target, "budget": args.budget, "threshold": args.threshold,
+                  "class_threshold": args.class_threshold,
                   "wall": wall, **result}
         with open(args.json, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")

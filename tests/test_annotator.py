@@ -82,3 +82,41 @@ def test_the_cap_stops_a_person_who_cannot_reach_the_target():
     effort = annotator.label_image(document, truth, target=1.01, cap_seconds=20)
     assert not effort.reached
     assert effort.seconds >= 20 and effort.seconds < 20 + 60  # one action past the cap at most
+
+
+def fat_disc_prediction():
+    """Truth: discs of radius 6; the model's p(disc) falls from 1 at the centre to 0 at
+    radius 12 and crosses 0.5 at radius 9, so its arg-max draws every disc too wide."""
+    truth = np.zeros((64, 96), np.uint8)
+    yy, xx = np.mgrid[:64, :96]
+    distance = np.full(truth.shape, 99.0)
+    for cy, cx in ((16, 16), (16, 48), (16, 80), (48, 16), (48, 48), (48, 80)):
+        here = np.hypot(yy - cy, xx - cx)
+        truth[here <= 6] = 1
+        distance = np.minimum(distance, here)
+    p = np.clip(1.0 - distance / 18.0, 0.0, 1.0)
+    classes = (p > 0.5).astype(np.uint8)
+    confidence = np.rint(np.where(classes == 1, p, 1 - p) * 255).astype(np.uint8)
+    return truth, (classes, confidence)
+
+
+def test_the_class_threshold_slider_tightens_fat_outlines_and_stays_set():
+    truth, prediction = fat_disc_prediction()
+    plain = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
+                                  truth, 0.9, 300, prediction)
+    slider = annotator.ClassThresholds(num_classes=2)
+    document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
+    adjusted = annotator.label_image(document, truth, 0.9, 300, prediction, slider=slider)
+    assert adjusted.actions.get("adjust") == 1 and "adjust" not in plain.actions
+    assert adjusted.reached and adjusted.seconds < plain.seconds
+    # What the slider shows (core/proposal.py, as the window draws it) is tighter than the
+    # arg-max and closer to the person's intent.
+    from segtool.core.proposal import apply_thresholds
+
+    shown, _ = apply_thresholds(*prediction, slider.thresholds, 2)
+    assert np.count_nonzero(shown == 1) < np.count_nonzero(prediction[0] == 1)
+    assert annotator.mean_iou(shown, truth) > annotator.mean_iou(prediction[0], truth) + 0.1
+    # The next image of the same kind: the slider is already right, nothing is charged.
+    again = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
+                                  truth, 0.9, 300, prediction, slider=slider)
+    assert "adjust" not in again.actions

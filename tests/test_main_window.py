@@ -281,6 +281,34 @@ def test_accept_prediction_fills_only_unlabelled_pixels(make_project, open_windo
     window.close()
 
 
+def test_class_threshold_slider_shrinks_the_shown_prediction_and_accept_takes_it(
+        make_project, open_window, qtbot):
+    project = make_project(n_images=2, size=SIZE)
+    _tiny_model(project)
+    window = open_window(project)
+    qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
+    classes, confidence = window.predictions.fresh("img-1")
+    slider = window.layers_panel.class_threshold
+    key(qtbot, window, Qt.Key_1)  # the foreground class
+    assert slider.value() == 50
+    for _ in range(10):  # 50% -> 60%: foreground needs p >= 0.6 (PgUp is "previous image")
+        qtbot.keyClick(slider, Qt.Key_Right)
+    assert slider.value() == 60 and window.layers_panel.class_threshold_value.text() == "60%"
+    # p(foreground) * 255 from what the prediction holds (two classes)
+    foreground = np.where(classes == 1, confidence, 255 - confidence.astype(np.int16))
+    expected = (foreground >= 0.6 * 255).astype(np.uint8)
+    assert np.count_nonzero(expected != classes) > 0  # the slider really moves pixels here
+    shown, _ = window.canvas.shown_prediction()
+    assert np.array_equal(shown, expected)
+    key(qtbot, window, Qt.Key_0)  # each class keeps its own threshold
+    assert slider.value() == 50
+    key(qtbot, window, Qt.Key_1)
+    assert slider.value() == 60
+    key(qtbot, window, Qt.Key_A)
+    assert np.array_equal(window.opened.document.mask, expected)
+    window.close()
+
+
 def test_close_and_ctrl_q_save(open_window, qtbot):
     window = open_window()
     drag(window.canvas, [(5, 5), (20, 5)])

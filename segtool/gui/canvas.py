@@ -29,7 +29,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
-from segtool.core import overlay
+from segtool.core import overlay, proposal
 from segtool.core.editing import EditingSettings, Setting
 from segtool.core.labels import LabelDocument
 from segtool.core.rect import Rect
@@ -110,7 +110,10 @@ class Canvas(QGraphicsView):
         self._display: np.ndarray | None = None
         self._lut = overlay.colour_lut(DEFAULT_COLOURS)
         self._prediction: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._prediction_classes: int | None = None  # the model's class count, if known
         self._prediction_threshold = 0
+        self._class_thresholds: dict[int, float] = {}  # class -> p(class) it is proposed at
+        self._shown: tuple[np.ndarray, np.ndarray | None] | None = None  # after thresholds
         self._wand_tolerance = 16
         self._handler: ToolHandler = make_handler(self.settings.tool, self)
         self._outline.set_diameter(self.settings.brush_size)
@@ -166,7 +169,7 @@ class Canvas(QGraphicsView):
 
     def _render_prediction(self, rows: slice, cols: slice) -> np.ndarray:
         assert self._prediction is not None
-        classes, confidence = self._prediction
+        classes, confidence = self.shown_prediction()
         return overlay.render_proposal_window(classes, self._lut, rows, cols, confidence,
                                               self._prediction_threshold)
 
@@ -228,10 +231,15 @@ class Canvas(QGraphicsView):
         return self._overlay_item.opacity()
 
     def set_prediction(
-        self, classes: np.ndarray | None, confidence: np.ndarray | None = None
+        self, classes: np.ndarray | None, confidence: np.ndarray | None = None,
+        num_classes: int | None = None,
     ) -> None:
         """Show a prediction ((H, W) uint8 classes, optional (H, W) uint8 confidence) as
-        outlines over a faint fill; ``None`` removes it."""
+        outlines over a faint fill; ``None`` removes it. ``num_classes`` (the model's class
+        count; None: unknown) says whether the class thresholds know the runner-up class
+        (see core/proposal.py)."""
+        self._shown = None
+        self._prediction_classes = num_classes
         if classes is None:
             self._prediction = None
             self._proposal_item.set_source(None, None)
@@ -256,11 +264,39 @@ class Canvas(QGraphicsView):
         self._prediction_threshold = int(np.clip(threshold, 0, 255))
         self._proposal_item.update()
 
+    def set_class_threshold(self, class_id: int, threshold: float) -> None:
+        """Propose ``class_id`` where the model gives it at least ``threshold`` probability
+        (0.5: the model's own choice); what is shown is what Accept takes."""
+        threshold = float(np.clip(threshold, 0.01, 0.99))
+        if self._class_thresholds.get(class_id, proposal.NEUTRAL) == threshold:
+            return
+        if threshold == proposal.NEUTRAL:
+            self._class_thresholds.pop(class_id, None)
+        else:
+            self._class_thresholds[class_id] = threshold
+        self._shown = None
+        self._proposal_item.update()
+
+    def class_threshold(self, class_id: int) -> float:
+        """The probability ``class_id`` is proposed at (0.5 unless set)."""
+        return self._class_thresholds.get(class_id, proposal.NEUTRAL)
+
+    def shown_prediction(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The prediction as shown and accepted: the class thresholds applied."""
+        assert self._prediction is not None
+        if self._shown is None:
+            classes, confidence = self._prediction
+            if confidence is not None and self._class_thresholds:
+                classes, confidence = proposal.apply_thresholds(
+                    classes, confidence, self._class_thresholds, self._prediction_classes)
+            self._shown = (classes, confidence)
+        return self._shown
+
     def accept_prediction(self) -> Rect:
         """Copy the shown prediction into unlabelled pixels (one undo step)."""
         if self._document is None or self._prediction is None:
             return Rect(0, 0, 0, 0)
-        classes, confidence = self._prediction
+        classes, confidence = self.shown_prediction()
         rect = self._document.accept_prediction(classes, confidence, self._prediction_threshold)
         self._finish(rect)
         return rect

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QSlider,
     QWidget,
 )
@@ -50,6 +51,7 @@ class LayersPanel(QWidget):
     mask_visible_changed = Signal(bool)
     prediction_visible_changed = Signal(bool)
     threshold_changed = Signal(int)
+    class_threshold_changed = Signal(float)  # p(selected class) it is proposed at, 0..1
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +94,20 @@ class LayersPanel(QWidget):
         self.threshold.setToolTip("Accept and show only predicted pixels at least this confident")
         self.threshold.valueChanged.connect(lambda v: self.threshold_changed.emit(round(v * 2.55)))
 
+        self.class_threshold = _slider(5, 95, 50)
+        self.class_threshold.setToolTip(
+            "Grow or shrink the prediction of the class selected in the Classes panel: it is "
+            "proposed where the model gives it at least this probability (50%: the model's "
+            "own choice; higher: tighter outlines, lower: wider). Each class keeps its own "
+            "setting; Accept takes what is shown")
+        self.class_threshold.valueChanged.connect(self._on_class_threshold)
+        self.class_threshold_value = QLabel()
+        self.class_threshold_value.setMinimumWidth(36)
+        class_row = QHBoxLayout()
+        class_row.addWidget(self.class_threshold)
+        class_row.addWidget(self.class_threshold_value)
+        self._show_class_threshold(50)
+
         form = QFormLayout(self)
         form.addRow("Window", fields)
         form.addRow("Preset", self.preset)
@@ -100,6 +116,21 @@ class LayersPanel(QWidget):
         form.addRow("Label opacity", self.mask_opacity)
         form.addRow(self.prediction_visible)
         form.addRow("Min. confidence", self.threshold)
+        form.addRow("Selected class at p >=", class_row)
+
+    def set_class_threshold(self, threshold: float) -> None:
+        """Show the selected class's threshold (0..1) without emitting."""
+        self.class_threshold.blockSignals(True)
+        self.class_threshold.setValue(round(threshold * 100))
+        self.class_threshold.blockSignals(False)
+        self._show_class_threshold(self.class_threshold.value())
+
+    def _show_class_threshold(self, percent: int) -> None:
+        self.class_threshold_value.setText(f"{percent}%")
+
+    def _on_class_threshold(self, percent: int) -> None:
+        self._show_class_threshold(percent)
+        self.class_threshold_changed.emit(percent / 100)
 
     def set_window(self, window: Window, preset: str = CUSTOM_PRESET) -> None:
         """Show ``window`` and the preset it came from, without emitting anything."""

@@ -305,6 +305,8 @@ class MainWindow(QMainWindow):
         layers.mask_visible_changed.connect(self._set_mask_visible)
         layers.prediction_visible_changed.connect(self._set_prediction_visible)
         layers.threshold_changed.connect(self.canvas.set_prediction_threshold)
+        layers.class_threshold_changed.connect(
+            lambda value: self.canvas.set_class_threshold(self.settings.current_class, value))
 
     def _connect_slices(self) -> None:
         """A volume's slices: Up/Down and ,/. step, the slider moves, the status bar counts."""
@@ -535,6 +537,7 @@ class MainWindow(QMainWindow):
             self._show_tool(Tool(value))
         elif setting == Setting.CURRENT_CLASS:
             self.classes_panel.select(int(value))  # type: ignore[call-overload]
+            self.layers_panel.set_class_threshold(self.canvas.class_threshold(int(value)))
             self._show_brush()
         elif setting == Setting.PAINT_UNLABELLED_ONLY:
             act[ActionName.ONLY_UNLABELLED].setChecked(bool(value))
@@ -619,7 +622,7 @@ class MainWindow(QMainWindow):
 
     def _show_prediction(self, classes: np.ndarray, confidence: np.ndarray) -> None:
         try:
-            self.canvas.set_prediction(classes, confidence)
+            self.canvas.set_prediction(classes, confidence, self.project.num_classes)
         except ValueError as error:  # the image changed size on disk meanwhile
             log.warning("prediction not shown: %s", error)
 
