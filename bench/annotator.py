@@ -242,17 +242,26 @@ class ClassThresholds:
     thresholds: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
-def _accepted_score(document: LabelDocument, prediction: tuple[np.ndarray, np.ndarray],
+def _shown(prediction: Sequence[np.ndarray], thresholds: dict[int, float],
+           num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the window shows of ``prediction`` ((classes, confidence) and, for more than
+    two classes, the runner-up's two arrays) under the class ``thresholds``."""
+    classes, confidence, *runner_up = prediction
+    return apply_thresholds(classes, confidence, thresholds, num_classes,
+                            tuple(runner_up) or None)  # type: ignore[arg-type]
+
+
+def _accepted_score(document: LabelDocument, prediction: Sequence[np.ndarray],
                     thresholds: dict[int, float], num_classes: int | None, threshold: int,
                     truth: np.ndarray) -> float:
-    classes, confidence = apply_thresholds(*prediction, thresholds, num_classes)
+    classes, confidence = _shown(prediction, thresholds, num_classes)
     trial = LabelDocument(document.mask.copy(), history_bytes=1)
     trial.accept_prediction(classes, confidence, threshold)
     return mean_iou(trial.mask, truth)
 
 
 def adjust_thresholds(document: LabelDocument, truth: np.ndarray,
-                      prediction: tuple[np.ndarray, np.ndarray], threshold: int,
+                      prediction: Sequence[np.ndarray], threshold: int,
                       slider: ClassThresholds) -> bool:
     """Before accepting, the person moves one class's threshold to the position of
     ``ADJUST_STEPS`` whose proposal fits their intent best, if that beats the slider as it
@@ -279,21 +288,21 @@ def adjust_thresholds(document: LabelDocument, truth: np.ndarray,
 
 
 def label_image(document: LabelDocument, truth: np.ndarray, target: float,
-                cap_seconds: float, prediction: tuple[np.ndarray, np.ndarray] | None = None,
+                cap_seconds: float, prediction: Sequence[np.ndarray] | None = None,
                 threshold: int = 0, slider: ClassThresholds | None = None) -> ImageEffort:
-    """Switch to the image, look at it, accept ``prediction`` (classes, confidence) if
-    given, then correct until ``target``. With ``slider``, the person may first move the
-    class-threshold slider (:func:`adjust_thresholds`) and accepts what it shows."""
+    """Switch to the image, look at it, accept ``prediction`` (classes, confidence, and
+    optionally the runner-up class and its confidence) if given, then correct until
+    ``target``. With ``slider``, the person may first move the class-threshold slider
+    (:func:`adjust_thresholds`) and accepts what it shows."""
     effort = ImageEffort()
     effort.charge("switch", SWITCH_IMAGE_S)
     effort.charge("look", LOOK_S)
     if prediction is not None:
-        classes, confidence = prediction
+        classes, confidence = prediction[:2]
         if slider is not None:
             if adjust_thresholds(document, truth, prediction, threshold, slider):
                 effort.charge("adjust", ADJUST_S)
-            classes, confidence = apply_thresholds(classes, confidence, slider.thresholds,
-                                                   slider.num_classes)
+            classes, confidence = _shown(prediction, slider.thresholds, slider.num_classes)
         document.accept_prediction(classes, confidence, threshold)
         effort.charge("accept", ACCEPT_S)
     return correct_until(document, truth, target, cap_seconds, effort)

@@ -143,12 +143,16 @@ class Learner:
             self.staged = load_model(outcome.model_path)
         return time.monotonic() - start
 
-    def predict(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def predict(self, stem: str) -> tuple[np.ndarray, ...] | None:
+        """(classes, confidence), and with more than two classes the runner-up's (class,
+        confidence), as the window's prediction worker gives them."""
         from segtool.ml.session import predict_stem
+        from segtool.ml.unet import model_classes
 
         if self.model is None or self.sidecar is None:
             return None
-        return predict_stem(self.model, self.sidecar, self.project, stem)
+        return predict_stem(self.model, self.sidecar, self.project, stem,
+                            runner_up=model_classes(self.model) > 2)
 
     def uncertainty(self, stem: str) -> float:
         from segtool.core.uncertainty import image_uncertainty
@@ -156,7 +160,7 @@ class Learner:
         prediction = self.predict(stem)
         if prediction is None:
             return 0.0
-        return image_uncertainty(*prediction)
+        return image_uncertainty(*prediction[:2])
 
 
 def brush_seconds(truth: np.ndarray, args: argparse.Namespace) -> float:
@@ -200,6 +204,11 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
         document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
         effort = annotator.label_image(document, truth, args.target, args.cap, prediction,
                                        args.threshold, slider)
+        unadjusted = None  # paired: the same prediction accepted without the slider
+        if slider is not None and prediction is not None:
+            unadjusted = annotator.label_image(
+                LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)), truth, args.target,
+                args.cap, prediction, args.threshold).seconds
         wait = 0.0
         if args.mode == "retrain" and learner is not None:
             # The Ctrl+T run started after the last image ran while this one was labelled:
@@ -216,7 +225,8 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
         row = {"index": index, "stem": stem, "seconds": effort.seconds + wait, "wait": wait,
                "brush_seconds": brush_seconds(truth, args), "miou": effort.miou,
                "reached": effort.reached, "actions": effort.actions,
-               "steps": learner.steps if learner is not None else 0}
+               "steps": learner.steps if learner is not None else 0,
+               "seconds_without_slider": unadjusted}
         rows.append(row)
         print(f"{index:>3} {stem[:28]:28} {row['seconds']:6.0f} {row['brush_seconds']:7.0f} "
               f"{effort.miou:6.3f} {wait:6.0f} {row['steps']:6}  "
@@ -225,6 +235,12 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
     brush_mean = float(np.mean([row["brush_seconds"] for row in counted]))
     mode_mean = float(np.mean([row["seconds"] for row in counted]))
     ratio = 1.0 if args.mode == "brush" else brush_mean / mode_mean
+    paired = [row for row in counted if row["seconds_without_slider"] is not None]
+    if paired:  # the wait (retrain) is the same with or without the slider
+        without = float(np.mean([r["seconds_without_slider"] + r["wait"] for r in paired]))
+        print(f"class threshold, paired over the {len(paired)} images of 6-N with a model: "
+              f"{np.mean([r['seconds'] for r in paired]):.1f} s per image with the slider, "
+              f"{without:.1f} s accepting the same predictions without it", flush=True)
     return {"images": len(rows), "rows": rows, "brush_mean": brush_mean,
             "mode_mean": mode_mean, "ratio": ratio}
 

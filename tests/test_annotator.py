@@ -120,3 +120,25 @@ def test_the_class_threshold_slider_tightens_fat_outlines_and_stays_set():
     again = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
                                   truth, 0.9, 300, prediction, slider=slider)
     assert "adjust" not in again.actions
+
+
+def test_with_three_classes_the_slider_grows_a_missed_class_through_the_runner_up():
+    """A thin bar of class 2 that the model ranks second (p 0.4 against 0.45 background):
+    the person lowers class 2's threshold instead of painting the bar."""
+    truth = np.zeros((48, 64), np.uint8)
+    truth[10:30, 8:28] = 1
+    truth[38:42, 5:60] = 2
+    classes = np.where(truth == 1, 1, 0).astype(np.uint8)
+    confidence = np.full(truth.shape, 230, np.uint8)
+    second = np.where(truth == 1, 0, 1).astype(np.uint8)
+    second_confidence = np.full(truth.shape, 20, np.uint8)
+    bar = truth == 2
+    confidence[bar], second[bar], second_confidence[bar] = 115, 2, 102
+    prediction = (classes, confidence, second, second_confidence)
+    slider = annotator.ClassThresholds(num_classes=3)
+    document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
+    effort = annotator.label_image(document, truth, 0.99, 300, prediction, slider=slider)
+    # (lowering class 2's threshold or raising the background's: either moves the bar)
+    assert slider.thresholds and effort.actions == {
+        "switch": 1, "look": 1, "adjust": 1, "accept": 1}
+    assert np.array_equal(document.mask, truth)

@@ -309,6 +309,28 @@ def test_class_threshold_slider_shrinks_the_shown_prediction_and_accept_takes_it
     window.close()
 
 
+def test_class_threshold_grows_a_class_of_three_through_the_runner_up(
+        make_project, open_window, qtbot):
+    project = make_project(n_images=1, size=SIZE, class_names=["background", "cell", "edge"])
+    _tiny_model(project)
+    window = open_window(project)
+    qtbot.waitUntil(lambda: window.predictions.fresh("img-1") is not None, timeout=120_000)
+    _, classes, confidence, runner_up = window.predictions.results["img-1"]
+    second, second_confidence = runner_up  # the worker asks for it with three classes
+    key(qtbot, window, Qt.Key_2)
+    slider = window.layers_panel.class_threshold
+    for _ in range(30):  # 50% -> 20%: "edge" wherever it holds 20% of the top two
+        qtbot.keyClick(slider, Qt.Key_Left)
+    assert slider.value() == 20
+    pair = confidence.astype(float) + second_confidence
+    expected = classes.copy()
+    expected[(second == 2) & (second_confidence >= 0.2 * pair)] = 2
+    assert np.count_nonzero(expected != classes) > 0
+    key(qtbot, window, Qt.Key_A)
+    assert np.array_equal(window.opened.document.mask, expected)
+    window.close()
+
+
 def test_close_and_ctrl_q_save(open_window, qtbot):
     window = open_window()
     drag(window.canvas, [(5, 5), (20, 5)])

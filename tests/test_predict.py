@@ -207,3 +207,27 @@ def test_test_time_flip_is_mirror_symmetric_and_changes_the_answer(image_and_mod
     np.testing.assert_array_equal(flipped, mirrored[:, ::-1])
     plain, plain_confidence = predict_tiled(model, tile, tile_size=128)
     assert not np.array_equal(confidence, plain_confidence)
+
+
+def test_runner_up_is_the_second_most_probable_class():
+    image = smooth_image(96, 128, seed=3)
+    keras.utils.set_random_seed(3)
+    model = build_unet(1, 4, depth=2, base_filters=8)
+    head = model.get_layer("logits")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 20.0, bias])  # confident, image-dependent classes
+    probabilities = tf.nn.softmax(model(image[np.newaxis], training=False)).numpy()[0]
+    order = np.argsort(-probabilities, axis=-1)
+    # One tile: no blending, so the tiled answer is the whole-image one.
+    classes, confidence, second, second_confidence = predict_tiled(
+        model, image, tile_size=128, overlap=0, runner_up=True)
+    plain = predict_tiled(model, image, tile_size=128, overlap=0)
+    assert len(plain) == 2 and np.array_equal(plain[0], classes)
+    clear = np.sort(probabilities, axis=-1)
+    clear = (clear[..., -2] - clear[..., -3] > 0.01) & (clear[..., -1] - clear[..., -2] > 0.01)
+    assert clear.mean() > 0.5 and len(np.unique(second)) >= 3
+    assert np.array_equal(classes[clear], order[..., 0][clear])
+    assert np.array_equal(second[clear], order[..., 1][clear])
+    expected = np.take_along_axis(probabilities, order[..., 1:2], axis=-1)[..., 0] * 255
+    assert np.abs(second_confidence.astype(float) - expected).max() <= 1.0
+    assert (second_confidence <= confidence).all()

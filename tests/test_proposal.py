@@ -73,3 +73,27 @@ def test_thresholds_of_several_classes_apply_in_class_order():
     assert np.array_equal(both, one)
     none, _ = apply_thresholds(classes, confidence, {}, 2)
     assert none is classes
+
+
+@pytest.mark.parametrize("class_id, threshold", [(1, 0.3), (1, 0.7), (2, 0.2), (0, 0.85)])
+def test_more_classes_with_the_runner_up_use_the_top_two_share(class_id, threshold):
+    probabilities = np.random.default_rng(class_id).dirichlet((1.0, 1.0, 1.0, 1.0), (30, 40))
+    order = np.argsort(-probabilities, axis=-1)
+    top, runner = order[..., 0], order[..., 1]
+    p_top = np.take_along_axis(probabilities, order[..., :1], -1)[..., 0]
+    p_runner = np.take_along_axis(probabilities, order[..., 1:2], -1)[..., 0]
+    classes, confidence = top.astype(np.uint8), np.rint(p_top * 255).astype(np.uint8)
+    runner_up = (runner.astype(np.uint8), np.rint(p_runner * 255).astype(np.uint8))
+    shown, _ = threshold_class(classes, confidence, class_id, threshold, 4, runner_up)
+    p_class = probabilities[..., class_id]
+    share = p_class / (p_top + p_runner)
+    expected = top.copy()
+    in_pair = (top == class_id) | (runner == class_id)
+    expected[in_pair & (share >= threshold)] = class_id
+    loses = (top == class_id) & (share < threshold)
+    expected[loses] = runner[loses]
+    clear = np.abs(share - threshold) > 0.02
+    assert np.array_equal(shown[clear], expected[clear])
+    assert np.count_nonzero(shown != classes) > 10
+    # 50% is the arg-max itself
+    assert threshold_class(classes, confidence, class_id, NEUTRAL, 4, runner_up)[0] is classes

@@ -111,6 +111,7 @@ class Canvas(QGraphicsView):
         self._lut = overlay.colour_lut(DEFAULT_COLOURS)
         self._prediction: tuple[np.ndarray, np.ndarray | None] | None = None
         self._prediction_classes: int | None = None  # the model's class count, if known
+        self._runner_up: tuple[np.ndarray, np.ndarray] | None = None
         self._prediction_threshold = 0
         self._class_thresholds: dict[int, float] = {}  # class -> p(class) it is proposed at
         self._shown: tuple[np.ndarray, np.ndarray | None] | None = None  # after thresholds
@@ -232,14 +233,15 @@ class Canvas(QGraphicsView):
 
     def set_prediction(
         self, classes: np.ndarray | None, confidence: np.ndarray | None = None,
-        num_classes: int | None = None,
+        num_classes: int | None = None, runner_up: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """Show a prediction ((H, W) uint8 classes, optional (H, W) uint8 confidence) as
-        outlines over a faint fill; ``None`` removes it. ``num_classes`` (the model's class
-        count; None: unknown) says whether the class thresholds know the runner-up class
-        (see core/proposal.py)."""
+        outlines over a faint fill; ``None`` removes it. The class thresholds use
+        ``runner_up`` ((second class, its confidence)) or, with two classes
+        (``num_classes``), the other class (see core/proposal.py)."""
         self._shown = None
         self._prediction_classes = num_classes
+        self._runner_up = runner_up
         if classes is None:
             self._prediction = None
             self._proposal_item.set_source(None, None)
@@ -248,6 +250,8 @@ class Canvas(QGraphicsView):
             raise ValueError(f"prediction {classes.shape} does not match the open image")
         if confidence is not None and confidence.shape != classes.shape:
             raise ValueError(f"confidence {confidence.shape} does not match {classes.shape}")
+        if runner_up is not None and any(a.shape != classes.shape for a in runner_up):
+            raise ValueError(f"runner-up does not match {classes.shape}")
         self._prediction = (classes, confidence)
         self._proposal_item.set_source(classes.shape, self._render_prediction)
 
@@ -288,7 +292,8 @@ class Canvas(QGraphicsView):
             classes, confidence = self._prediction
             if confidence is not None and self._class_thresholds:
                 classes, confidence = proposal.apply_thresholds(
-                    classes, confidence, self._class_thresholds, self._prediction_classes)
+                    classes, confidence, self._class_thresholds, self._prediction_classes,
+                    self._runner_up)
             self._shown = (classes, confidence)
         return self._shown
 

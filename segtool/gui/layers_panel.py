@@ -97,9 +97,10 @@ class LayersPanel(QWidget):
         self.class_threshold = _slider(5, 95, 50)
         self.class_threshold.setToolTip(
             "Grow or shrink the prediction of the class selected in the Classes panel: it is "
-            "proposed where the model gives it at least this probability (50%: the model's "
-            "own choice; higher: tighter outlines, lower: wider). Each class keeps its own "
-            "setting; Accept takes what is shown")
+            "proposed where the model gives it at least this probability (with more than two "
+            "classes: this share of the two most likely classes' probability). 50%: the "
+            "model's own choice; higher: tighter outlines, lower: wider. Each class keeps "
+            "its own setting; Accept takes what is shown")
         self.class_threshold.valueChanged.connect(self._on_class_threshold)
         self.class_threshold_value = QLabel()
         self.class_threshold_value.setMinimumWidth(36)

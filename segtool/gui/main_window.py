@@ -620,9 +620,10 @@ class MainWindow(QMainWindow):
         self.canvas.set_prediction_visible(visible)
         self.actions_by_name[ActionName.TOGGLE_PREDICTION].setChecked(visible)
 
-    def _show_prediction(self, classes: np.ndarray, confidence: np.ndarray) -> None:
+    def _show_prediction(self, classes: np.ndarray, confidence: np.ndarray,
+                         runner_up: tuple | None = None) -> None:
         try:
-            self.canvas.set_prediction(classes, confidence, self.project.num_classes)
+            self.canvas.set_prediction(classes, confidence, self.project.num_classes, runner_up)
         except ValueError as error:  # the image changed size on disk meanwhile
             log.warning("prediction not shown: %s", error)
 

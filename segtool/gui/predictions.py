@@ -31,7 +31,9 @@ class PredictionLayer(QObject):
     """
 
     updated = Signal(str)  # stem whose prediction arrived
-    current_prediction = Signal(object, object)  # (H, W) uint8 classes and confidence
+    # (H, W) uint8 classes and confidence, and the runner-up (second, second confidence)
+    # or None (see workers/prediction.py)
+    current_prediction = Signal(object, object, object)
     message = Signal(str, int)  # status-bar news, shown for that many ms
     failed = Signal(str)
 
@@ -41,7 +43,9 @@ class PredictionLayer(QObject):
         self.current_stem: str | None = None
         self.current_z: int | None = None  # the slice on screen of a volume
         self.thread: PredictionThread | None = None
-        self.results: OrderedDict[str, tuple[str, np.ndarray, np.ndarray]] = OrderedDict()
+        # stem -> (model name, classes, confidence, runner-up or None)
+        self.results: OrderedDict[str, tuple[str, np.ndarray, np.ndarray, tuple | None]] = \
+            OrderedDict()
         self.uncertainties: dict[str, tuple[str, float]] = {}
         self.device = ""
         self.closed = False
@@ -57,7 +61,7 @@ class PredictionLayer(QObject):
         self.current_stem, self.current_z = stem, z
         cached = self.results.get(stem)
         if cached is not None and cached[0] == self.model_name:
-            self._emit_current(cached[1], cached[2])
+            self._emit_current(*cached[1:])
             return
         if self.model_name is None or self.closed:
             return
@@ -74,12 +78,14 @@ class PredictionLayer(QObject):
             if stem != self.current_stem and self.model_name is not None:
                 self._ensure_thread().request(stem, self.model_name, BACKGROUND)
 
-    def _emit_current(self, classes: np.ndarray, confidence: np.ndarray) -> None:
+    def _emit_current(self, classes: np.ndarray, confidence: np.ndarray,
+                      runner_up: tuple | None = None) -> None:
         if classes.ndim == 3:  # a volume: the slice on screen
             if self.current_z is None or not 0 <= self.current_z < classes.shape[0]:
                 return
             classes, confidence = classes[self.current_z], confidence[self.current_z]
-        self.current_prediction.emit(classes, confidence)
+            runner_up = None
+        self.current_prediction.emit(classes, confidence, runner_up)
 
     def fresh(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(classes, confidence)`` of ``stem`` by the current model, if computed."""
@@ -119,19 +125,20 @@ class PredictionLayer(QObject):
         return self.thread
 
     def _on_ready(self, stem: str, model_name: str, classes: np.ndarray,
-                  confidence: np.ndarray) -> None:
-        self.results[stem] = (model_name, classes, confidence)
+                  confidence: np.ndarray, runner_up: tuple | None = None) -> None:
+        self.results[stem] = (model_name, classes, confidence, runner_up)
         self.results.move_to_end(stem)
         while len(self.results) > 1 and (
                 len(self.results) > KEEP_PREDICTIONS
-                or sum(c.nbytes + p.nbytes for _, c, p in self.results.values()) > KEEP_BYTES):
+                or sum(sum(a.nbytes for a in (c, p, *(r or ())))
+                       for _, c, p, r in self.results.values()) > KEEP_BYTES):
             self.results.popitem(last=False)
         self.uncertainties[stem] = (model_name, image_uncertainty(classes, confidence))
         left = self.thread.pending() if self.thread is not None else 0
         if left:
             self.message.emit(f"Updating predictions: {left} image(s) left", 3000)
         if stem == self.current_stem and model_name == self.model_name:
-            self._emit_current(classes, confidence)
+            self._emit_current(classes, confidence, runner_up)
         self.updated.emit(stem)
 
     def _on_failed(self, stem: str, message: str) -> None:

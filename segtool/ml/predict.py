@@ -187,7 +187,8 @@ def predict_tiled(
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     flip: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    runner_up: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Predict every pixel of ``image`` with ``model``, tile by tile.
 
     Args:
@@ -202,10 +203,14 @@ def predict_tiled(
         cancel: polled before each batch; returning True stops with PredictionCancelled.
         flip: average each tile's probabilities with its left-right mirror's (test-time
             augmentation, twice the network time).
+        runner_up: also return the second most probable class and its probability (what
+            the window's class thresholds need with more than two classes).
 
     Returns:
         classes: (H, W) uint8 class index of the highest blended probability.
         confidence: (H, W) uint8, that probability * 255, rounded.
+        With ``runner_up``, also ``second`` and ``second_confidence``, the same for the
+        second highest.
 
     Raises:
         ValueError: bad arguments, or the image's channels do not match the model's input.
@@ -232,7 +237,7 @@ def predict_tiled(
     height, width = image.shape[:2]
     rows = axis_layout(height, tile_size, overlap, multiple)
     cols = axis_layout(width, tile_size, overlap, multiple)
-    blender = _StripBlender(rows, cols, num_classes, height, width)
+    blender = _StripBlender(rows, cols, num_classes, height, width, runner_up)
     infer = _inference_function(model, flip)
     window = keras.ops.convert_to_tensor(
         (rows.window[:, np.newaxis] * cols.window[np.newaxis, :]).astype(np.float32))
@@ -298,7 +303,8 @@ class _StripBlender:
     """
 
     def __init__(
-        self, rows: AxisLayout, cols: AxisLayout, num_classes: int, height: int, width: int
+        self, rows: AxisLayout, cols: AxisLayout, num_classes: int, height: int, width: int,
+        runner_up: bool = False,
     ) -> None:
         self.rows = rows
         self.cols = cols
@@ -312,6 +318,11 @@ class _StripBlender:
         self.top = rows.starts[0]
         self.classes = np.empty((height, width), np.uint8)
         self.confidence = np.empty((height, width), np.uint8)
+        self.second: np.ndarray | None = None
+        self.second_confidence: np.ndarray | None = None
+        if runner_up:
+            self.second = np.empty((height, width), np.uint8)
+            self.second_confidence = np.empty((height, width), np.uint8)
 
     def add(self, row_index: int, col_start: int, tile: np.ndarray) -> None:
         """Add one tile's weighted probabilities, (h, w, K) float32, at its place."""
@@ -322,10 +333,20 @@ class _StripBlender:
         height, width = tile.shape[:2]
         self.accumulator[offset : offset + height, col_start : col_start + width] += tile
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """Emit the remaining rows; return (classes, confidence), (H, W) uint8 each."""
+    def finish(self) -> tuple[np.ndarray, ...]:
+        """Emit the remaining rows; return (classes, confidence), (H, W) uint8 each, and
+        (second, second_confidence) when the runner-up was asked for."""
         self._emit_until(self.rows.starts[-1] + self.rows.tile)
+        if self.second is not None:
+            return self.classes, self.confidence, self.second, self.second_confidence
         return self.classes, self.confidence
+
+    def _to_uint8(self, weighted: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Blended sums of padded rows [first, last) as probabilities * 255, rounded."""
+        weighted *= self.inverse_column_weights[np.newaxis, :]
+        weighted *= (255.0 / self.row_weights[first:last])[:, np.newaxis]
+        np.clip(weighted, 0.0, 255.0, out=weighted)
+        return np.rint(weighted)
 
     def _emit_until(self, new_top: int) -> None:
         """Finalise padded rows [top, new_top) and shift the accumulator up."""
@@ -342,10 +363,16 @@ class _StripBlender:
             best = block[..., 0].copy()  # a loop over classes: far faster than max(axis=-1)
             for class_index in range(1, block.shape[-1]):
                 np.maximum(best, block[..., class_index], out=best)
-            best *= self.inverse_column_weights[np.newaxis, :]
-            best *= (255.0 / self.row_weights[first:last])[:, np.newaxis]
-            np.clip(best, 0.0, 255.0, out=best)
-            self.confidence[image_rows] = np.rint(best)
+            self.confidence[image_rows] = self._to_uint8(best, first, last)
+            if self.second is not None and self.second_confidence is not None:
+                others = block.copy()
+                top = self.classes[image_rows].astype(np.intp)[..., np.newaxis]
+                np.put_along_axis(others, top, -np.inf, axis=-1)
+                second = np.argmax(others, axis=-1)
+                self.second[image_rows] = second
+                self.second_confidence[image_rows] = self._to_uint8(
+                    np.take_along_axis(others, second[..., np.newaxis], axis=-1)[..., 0],
+                    first, last)
         kept = self.accumulator.shape[0] - count
         if kept > 0:
             self.accumulator[:kept] = self.accumulator[count:]

@@ -633,9 +633,11 @@ def _floats(values: Sequence[float]) -> list[float | None]:
 
 
 def predict_stem(
-    model: object, sidecar: dict, project: Project, stem: str, flip: bool | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class indices and confidence ((H, W) uint8 each) for one project image.
+    model: object, sidecar: dict, project: Project, stem: str, flip: bool | None = None,
+    runner_up: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Class indices and confidence ((H, W) uint8 each) for one project image; with
+    ``runner_up``, also the second most probable class and its confidence.
 
     ``flip`` (test-time left-right mirroring) defaults to what the model's sidecar says.
     """
@@ -646,7 +648,7 @@ def predict_stem(
     if project.is_volume(stem):
         raise SegtoolError("a volume: predict it with predict_volume", project.image_path(stem))
     image = model_input(project.read_image(stem), InputSpec.from_sidecar(sidecar))
-    return predict_tiled(model, image, flip=flip)
+    return predict_tiled(model, image, flip=flip, runner_up=runner_up)
 
 
 def predict_volume(

@@ -38,12 +38,14 @@ class PredictionThread(BackgroundThread):
 
     ``request(stem, model_name, priority)`` queues work; the image on screen (CURRENT)
     goes before background refreshes. Results arrive as ``prediction_ready(stem,
-    model_name, classes, confidence)`` with (H, W) uint8 arrays, (Z, H, W) for a volume:
-    a volume is predicted slice by slice (``volume_progress(stem, done, total)`` after each),
+    model_name, classes, confidence, runner_up)`` with (H, W) uint8 arrays, (Z, H, W) for a
+    volume; ``runner_up`` is None, or for a 2D image and a model of more than two classes
+    ``(second, second_confidence)`` (the window's class thresholds use it). A volume is
+    predicted slice by slice (``volume_progress(stem, done, total)`` after each),
     and a stop, or a request for another image on screen, cancels it between slices.
     """
 
-    prediction_ready = Signal(str, str, object, object)
+    prediction_ready = Signal(str, str, object, object, object)
     failed = Signal(str, str)  # stem, message
     device_ready = Signal(str)
     volume_progress = Signal(str, int, int)
@@ -97,6 +99,7 @@ class PredictionThread(BackgroundThread):
         from segtool.core.project import Project
         from segtool.ml.device import configure_devices
         from segtool.ml.session import predict_stem, predict_volume
+        from segtool.ml.unet import model_classes
 
         lower_this_thread_priority()
         self.device_ready.emit(configure_devices(gui_threads()))
@@ -115,8 +118,12 @@ class PredictionThread(BackgroundThread):
                     if result is None:
                         continue  # stopped, or the user wants another image first
                     classes, confidence = result
+                    runner_up = None
                 else:
-                    classes, confidence = predict_stem(model, sidecar, project, item.stem)
+                    classes, confidence, *second = predict_stem(
+                        model, sidecar, project, item.stem,
+                        runner_up=model_classes(model) > 2)
+                    runner_up = tuple(second) or None
             except SegtoolError as error:
                 self.failed.emit(item.stem, str(error))
                 continue
@@ -127,7 +134,8 @@ class PredictionThread(BackgroundThread):
             finally:
                 with self._condition:
                     self._working_on = None
-            self.prediction_ready.emit(item.stem, item.model_name, classes, confidence)
+            self.prediction_ready.emit(item.stem, item.model_name, classes, confidence,
+                                       runner_up)
 
     def _cancel_volume(self, stem: str) -> bool:
         """Stop predicting volume ``stem``: the thread stops, or another image is on screen
