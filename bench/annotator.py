@@ -262,12 +262,15 @@ def _accepted_score(document: LabelDocument, prediction: Sequence[np.ndarray],
 
 def adjust_thresholds(document: LabelDocument, truth: np.ndarray,
                       prediction: Sequence[np.ndarray], threshold: int,
-                      slider: ClassThresholds) -> bool:
+                      slider: ClassThresholds, target: float = 1.0) -> bool:
     """Before accepting, the person moves one class's threshold to the position of
     ``ADJUST_STEPS`` whose proposal fits their intent best, if that beats the slider as it
-    stands by ``ADJUST_MIN_GAIN``; ``slider`` is updated. True if they moved it."""
+    stands by ``ADJUST_MIN_GAIN``; ``slider`` is updated. A proposal that already reaches
+    ``target`` is left as it is. True if they moved it."""
     current = _accepted_score(document, prediction, slider.thresholds, slider.num_classes,
                               threshold, truth)
+    if current >= target:  # the proposal as shown already fits: accept it as it is
+        return False
     best, best_score = None, current + ADJUST_MIN_GAIN
     present = np.unique(prediction[0])
     for class_id in (int(c) for c in present if c != UNLABELLED):
@@ -300,7 +303,7 @@ def label_image(document: LabelDocument, truth: np.ndarray, target: float,
     if prediction is not None:
         classes, confidence = prediction[:2]
         if slider is not None:
-            if adjust_thresholds(document, truth, prediction, threshold, slider):
+            if adjust_thresholds(document, truth, prediction, threshold, slider, target):
                 effort.charge("adjust", ADJUST_S)
             classes, confidence = _shown(prediction, slider.thresholds, slider.num_classes)
         document.accept_prediction(classes, confidence, threshold)
