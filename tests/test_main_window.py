@@ -361,6 +361,7 @@ def test_delete_class_asks_with_the_pixel_count(make_project, open_window):
     window.select_class(2)
     drag(window.canvas, [(5, 5), (20, 5)])
     window.save_current()
+    window.canvas.set_class_threshold(2, 0.7)  # kept by class number: dropped on delete
     questions = []
     window.classes_panel.confirm = lambda title, text: questions.append(text) or True
     window.classes_panel.select(2)
@@ -372,6 +373,7 @@ def test_delete_class_asks_with_the_pixel_count(make_project, open_window):
     assert count > 0
     assert [c.name for c in window.project.classes] == ["background", "cell"]
     assert window.classes_panel.list.count() == 2
+    assert window.canvas.class_threshold(2) == 0.5
 
 
 def test_model_list_switches_back_to_an_earlier_model(make_project, open_window, qtbot):

@@ -269,8 +269,9 @@ class Canvas(QGraphicsView):
         self._proposal_item.update()
 
     def set_class_threshold(self, class_id: int, threshold: float) -> None:
-        """Propose ``class_id`` where the model gives it at least ``threshold`` probability
-        (0.5: the model's own choice); what is shown is what Accept takes."""
+        """Propose ``class_id`` where it holds at least ``threshold`` of the probability
+        of the pixel's two most likely classes (its probability, with two classes; 0.5: the
+        model's own choice); what is shown is what Accept takes."""
         threshold = float(np.clip(threshold, 0.01, 0.99))
         if self._class_thresholds.get(class_id, proposal.NEUTRAL) == threshold:
             return
@@ -278,6 +279,12 @@ class Canvas(QGraphicsView):
             self._class_thresholds.pop(class_id, None)
         else:
             self._class_thresholds[class_id] = threshold
+        self._shown = None
+        self._proposal_item.update()
+
+    def clear_class_thresholds(self) -> None:
+        """Every class back to the model's own choice (class numbers changed)."""
+        self._class_thresholds.clear()
         self._shown = None
         self._proposal_item.update()
 

@@ -685,6 +685,9 @@ class MainWindow(QMainWindow):
         self.workspace.subscribe_problems(self.show_error)
         self.current_stem, self.opened = None, None
         self._edit_classes(lambda: class_edits.delete_class(self.project, index))
+        self.canvas.clear_class_thresholds()  # they were kept by class number
+        self.layers_panel.set_class_threshold(self.canvas.class_threshold(
+            self.settings.current_class))
         if stem is not None:
             self.open_image(stem)
 
