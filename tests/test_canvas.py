@@ -335,3 +335,24 @@ def test_layers_keep_no_image_sized_colour_buffer_and_show_labels_zoomed_out(qtb
     inside, outside = view.image_to_viewport(1024, 1024), view.image_to_viewport(100, 100)
     assert tuple(screen[inside.y(), inside.x(), :3]) == (0, 255, 0)
     assert tuple(screen[outside.y(), outside.x(), :3]) == (0, 0, 0)
+
+
+def test_class_threshold_moves_the_drawn_outline_and_what_accept_takes(canvas):
+    classes = np.zeros((HEIGHT, WIDTH), np.uint8)
+    classes[10:25, 80:110] = 1
+    confidence = np.full((HEIGHT, WIDTH), 220, np.uint8)
+    confidence[10:25, 80:90] = 150  # p(class 1) = 0.59 on the left third
+    canvas.set_prediction(classes, confidence, num_classes=2)
+    canvas.set_overlay_opacity(0.0)
+
+    def red_at(x, y):
+        QApplication.processEvents()
+        screen = array_from_qimage(canvas.viewport().grab().toImage())
+        point = canvas.image_to_viewport(x, y)
+        return screen[point.y(), point.x(), 0]
+
+    assert red_at(80, 17) > 200 and red_at(90, 17) < 200  # the outline at x = 80
+    canvas.set_class_threshold(1, 0.8)
+    assert red_at(80, 17) < 200 and red_at(90, 17) > 200  # now at x = 90
+    canvas.accept_prediction()
+    assert canvas.document.mask[17, 85] == 0 and canvas.document.mask[17, 95] == 1

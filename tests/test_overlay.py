@@ -84,3 +84,26 @@ def test_proposal_draws_outlines_opaque_interior_faint_and_hides_low_confidence(
     assert tuple(out[515, 10]) == (64, 0, 0, 64)  # interior, faint
     assert tuple(out[50, 10]) == (0, 0, 0, 0)  # below the threshold
     assert out[700, 10, 3] == 64
+
+
+def test_class_thresholds_in_a_window_match_the_whole_image_thresholded_first():
+    from segtool.core.proposal import apply_thresholds
+
+    rng = np.random.default_rng(2)
+    classes = rng.integers(0, 3, (60, 70)).astype(np.uint8)
+    confidence = rng.integers(90, 256, classes.shape).astype(np.uint8)
+    second = ((classes + 1) % 3).astype(np.uint8)
+    second_confidence = (rng.random(classes.shape) * confidence).astype(np.uint8)
+    thresholds = {1: 0.7, 2: 0.3}
+    shown, shown_confidence = apply_thresholds(classes, confidence, thresholds, 3,
+                                               (second, second_confidence))
+    assert np.count_nonzero(shown != classes) > 100
+    lut = colour_lut(COLOURS)
+    for step in (1, 2, 3):
+        for rect in (Rect(0, 0, 70, 60), Rect(9, 12, 25, 31)):
+            rows, cols = sample_grid(classes.shape, rect, step)
+            drawn = render_proposal_window(classes, lut, rows, cols, confidence, 100,
+                                           class_thresholds=thresholds, num_classes=3,
+                                           runner_up=(second, second_confidence))
+            expected = render_proposal_window(shown, lut, rows, cols, shown_confidence, 100)
+            assert np.array_equal(drawn, expected), (step, rect)

@@ -8,10 +8,11 @@ Overlays are (H, W, 4) uint8 arrays in R, G, B, A byte order with *premultiplied
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from segtool.core import proposal
 from segtool.core.masks import UNLABELLED
 from segtool.core.rect import Rect
 
@@ -142,16 +143,28 @@ def render_proposal_window(
     confidence: np.ndarray | None = None,
     threshold: int = 0,
     fill_alpha: int = 48,
+    class_thresholds: Mapping[int, float] | None = None,
+    num_classes: int | None = None,
+    runner_up: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """:func:`render_proposal` of ``classes[rows, cols]`` (slices may have a step): a new
     (h, w, 4) uint8 array. Outlines are found on the sampled map, with one sample of context
-    around the window, so a repainted part matches the whole view drawn at once."""
+    around the window, so a repainted part matches the whole view drawn at once.
+
+    ``class_thresholds`` (class -> threshold, with ``num_classes`` and ``runner_up``; see
+    :func:`segtool.core.proposal.apply_thresholds`) are applied to the sampled pixels only,
+    so moving the slider costs what the screen shows, not the whole image."""
     if confidence is not None and confidence.shape != classes.shape:
         raise ValueError(f"confidence {confidence.shape} does not match {classes.shape}")
     wide_rows, height, top = _with_halo(rows, classes.shape[0])
     wide_cols, width, left = _with_halo(cols, classes.shape[1])
     sampled = classes[wide_rows, wide_cols]
     sampled_confidence = None if confidence is None else confidence[wide_rows, wide_cols]
+    if class_thresholds and sampled_confidence is not None:
+        sampled_runner_up = None if runner_up is None else (
+            runner_up[0][wide_rows, wide_cols], runner_up[1][wide_rows, wide_cols])
+        sampled, sampled_confidence = proposal.apply_thresholds(
+            sampled, sampled_confidence, class_thresholds, num_classes, sampled_runner_up)
     out = np.empty((*sampled.shape, 4), np.uint8)
     render_proposal(sampled, lut, out, sampled_confidence, threshold, fill_alpha)
     return np.ascontiguousarray(out[top : top + height, left : left + width])

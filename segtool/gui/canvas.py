@@ -170,9 +170,11 @@ class Canvas(QGraphicsView):
 
     def _render_prediction(self, rows: slice, cols: slice) -> np.ndarray:
         assert self._prediction is not None
-        classes, confidence = self.shown_prediction()
-        return overlay.render_proposal_window(classes, self._lut, rows, cols, confidence,
-                                              self._prediction_threshold)
+        classes, confidence = self._prediction
+        return overlay.render_proposal_window(
+            classes, self._lut, rows, cols, confidence, self._prediction_threshold,
+            class_thresholds=self._class_thresholds, num_classes=self._prediction_classes,
+            runner_up=self._runner_up)
 
     # -- document and layers -------------------------------------------------------------
 
@@ -293,7 +295,8 @@ class Canvas(QGraphicsView):
         return self._class_thresholds.get(class_id, proposal.NEUTRAL)
 
     def shown_prediction(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The prediction as shown and accepted: the class thresholds applied."""
+        """The prediction as shown and accepted: the class thresholds applied (to the
+        whole image, once per change; drawing applies them to the pixels on screen only)."""
         assert self._prediction is not None
         if self._shown is None:
             classes, confidence = self._prediction
