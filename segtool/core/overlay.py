@@ -145,7 +145,7 @@ def render_proposal_window(
     fill_alpha: int = 48,
     class_thresholds: Mapping[int, float] | None = None,
     num_classes: int | None = None,
-    runner_up: tuple[np.ndarray, np.ndarray] | None = None,
+    runner_up: proposal.RunnerUp | None = None,
 ) -> np.ndarray:
     """:func:`render_proposal` of ``classes[rows, cols]`` (slices may have a step): a new
     (h, w, 4) uint8 array. Outlines are found on the sampled map, with one sample of context

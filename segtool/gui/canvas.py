@@ -111,10 +111,9 @@ class Canvas(QGraphicsView):
         self._lut = overlay.colour_lut(DEFAULT_COLOURS)
         self._prediction: tuple[np.ndarray, np.ndarray | None] | None = None
         self._prediction_classes: int | None = None  # the model's class count, if known
-        self._runner_up: tuple[np.ndarray, np.ndarray] | None = None
+        self._runner_up: proposal.RunnerUp | None = None
         self._prediction_threshold = 0
         self._class_thresholds: dict[int, float] = {}  # class -> p(class) it is proposed at
-        self._shown: tuple[np.ndarray, np.ndarray | None] | None = None  # after thresholds
         self._wand_tolerance = 16
         self._handler: ToolHandler = make_handler(self.settings.tool, self)
         self._outline.set_diameter(self.settings.brush_size)
@@ -235,13 +234,12 @@ class Canvas(QGraphicsView):
 
     def set_prediction(
         self, classes: np.ndarray | None, confidence: np.ndarray | None = None,
-        num_classes: int | None = None, runner_up: tuple[np.ndarray, np.ndarray] | None = None,
+        num_classes: int | None = None, runner_up: proposal.RunnerUp | None = None,
     ) -> None:
         """Show a prediction ((H, W) uint8 classes, optional (H, W) uint8 confidence) as
         outlines over a faint fill; ``None`` removes it. The class thresholds use
         ``runner_up`` ((second class, its confidence)) or, with two classes
         (``num_classes``), the other class (see core/proposal.py)."""
-        self._shown = None
         self._prediction_classes = num_classes
         self._runner_up = runner_up
         if classes is None:
@@ -281,13 +279,11 @@ class Canvas(QGraphicsView):
             self._class_thresholds.pop(class_id, None)
         else:
             self._class_thresholds[class_id] = threshold
-        self._shown = None
         self._proposal_item.update()
 
     def clear_class_thresholds(self) -> None:
         """Every class back to the model's own choice (class numbers changed)."""
         self._class_thresholds.clear()
-        self._shown = None
         self._proposal_item.update()
 
     def class_threshold(self, class_id: int) -> float:
@@ -295,17 +291,14 @@ class Canvas(QGraphicsView):
         return self._class_thresholds.get(class_id, proposal.NEUTRAL)
 
     def shown_prediction(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The prediction as shown and accepted: the class thresholds applied (to the
-        whole image, once per change; drawing applies them to the pixels on screen only)."""
+        """The prediction as shown and accepted: the class thresholds applied to the whole
+        image (drawing applies them to the pixels on screen only)."""
         assert self._prediction is not None
-        if self._shown is None:
-            classes, confidence = self._prediction
-            if confidence is not None and self._class_thresholds:
-                classes, confidence = proposal.apply_thresholds(
-                    classes, confidence, self._class_thresholds, self._prediction_classes,
-                    self._runner_up)
-            self._shown = (classes, confidence)
-        return self._shown
+        classes, confidence = self._prediction
+        if confidence is None or not self._class_thresholds:
+            return classes, confidence
+        return proposal.apply_thresholds(classes, confidence, self._class_thresholds,
+                                         self._prediction_classes, self._runner_up)
 
     def accept_prediction(self) -> Rect:
         """Copy the shown prediction into unlabelled pixels (one undo step)."""
