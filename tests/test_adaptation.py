@@ -24,6 +24,7 @@ from segtool.ml.adaptation import (
     shift_statistics,
 )
 from segtool.ml.backend import keras
+from segtool.ml.modelfile import load_model
 from segtool.ml.session import (
     InputSpec,
     model_input,
@@ -165,6 +166,62 @@ def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
     assert shift["layers"] == len(batch_norm_layers(build_unet(1, 2, depth=2, base_filters=8)))
     assert shift["difference"] > MIN_DIFFERENCE
     assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
+
+
+def _trained_weights(monkeypatch) -> list:
+    """Spy on the session's training: each run's TrainResult, in order."""
+    from segtool.ml import train
+
+    results = []
+    real_train = train.train_model
+
+    def spy(*args, **kwargs):
+        results.append(real_train(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(train, "train_model", spy)
+    return results
+
+
+def _kernels(weights: list) -> list:
+    return [w for w in weights if w.ndim == 4]  # the convolutions' kernels
+
+
+def test_the_weight_average_is_kept_where_the_statistics_move(make_project, tmp_path,
+                                                              monkeypatch):
+    results = _trained_weights(monkeypatch)
+    project = _dense_with_noise(make_project, tmp_path, 2)
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    sidecar = read_sidecar(outcome.model_path)
+    assert sidecar["recipe"]["batch_norm_shift"]["layers"] > 0
+    assert sidecar["recipe"]["ema"] is True
+    assert any(r.startswith("weights averaged") for r in sidecar["recipe"]["reasons"])
+    (result,) = results
+    saved = load_model(outcome.model_path)[0].get_weights()
+    for kernel, average in zip(_kernels(saved), _kernels(result.averaged.weights), strict=True):
+        np.testing.assert_array_equal(kernel, average)
+
+
+def test_the_models_own_weights_are_kept_where_the_statistics_stay(make_project, tmp_path,
+                                                                   monkeypatch):
+    results = _trained_weights(monkeypatch)
+    project = make_project(n_images=1, size=SIZE)
+    image, truth = nuclei_image(size=SIZE, seed=1)
+    project.save_mask("img-1", truth)
+    copies = [tmp_path / f"copy-{number}.png" for number in (1, 2)]  # unlabelled, alike
+    for path in copies:
+        assert cv2.imwrite(str(path), image)
+    assert not project.import_images(copies).skipped
+    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    sidecar = read_sidecar(outcome.model_path)
+    assert not sidecar["recipe"]["batch_norm_shift"]["layers"]
+    assert sidecar["recipe"]["ema"] is False
+    assert not any(r.startswith("weights averaged") for r in sidecar["recipe"]["reasons"])
+    (result,) = results
+    assert result.averaged is not None  # it was a candidate
+    saved = load_model(outcome.model_path)[0].get_weights()
+    for kernel, own in zip(_kernels(saved), _kernels(result.model.get_weights()), strict=True):
+        np.testing.assert_array_equal(kernel, own)
 
 
 def test_a_parent_without_the_shift_is_compared_with_it(make_project, tmp_path,

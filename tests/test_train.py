@@ -236,6 +236,21 @@ def test_training_with_weight_averaging_returns_the_averaged_model(scene):
     assert right_half_iou(result.model, image, truth) > 0.85  # as good as without (above)
 
 
+def test_kept_average_is_returned_beside_the_models_own_weights(scene, trained):
+    image, truth = scene
+    assert trained[0].averaged is None  # only kept when asked
+    config = dataclasses.replace(TINY, keep_average=True)
+    result = train_model([image], [left_half_labelled(truth)], 2, config)
+    averaged = result.averaged
+    assert averaged is not None and len(averaged.val_iou) == 2
+    own = result.model.get_weights()
+    assert len(averaged.weights) == len(own)
+    assert any(not np.allclose(a, b) for a, b in zip(averaged.weights, own, strict=True))
+    assert right_half_iou(result.model, image, truth) > 0.85  # the model's own, as without
+    result.model.set_weights(averaged.weights)
+    assert right_half_iou(result.model, image, truth) > 0.85  # and the average, as with EMA
+
+
 def test_logit_offsets_are_fitted_only_where_the_labels_show_borders(scene, trained):
     image, truth = scene
     dense, _ = trained

@@ -381,7 +381,7 @@ def train_project(
     from segtool.ml.device import configure_devices, reference_steps_per_second
     from segtool.ml.distribute import local_distribution
     from segtool.ml.modelfile import save_model
-    from segtool.ml.recipe import choose_recipe
+    from segtool.ml.recipe import AVERAGE_WHERE_STATISTICS_MOVE, choose_recipe
     from segtool.ml.train import TrainConfig, holdout_iou, train_model
 
     device = configure_devices()
@@ -426,6 +426,9 @@ def train_project(
     ruled_out = declined(training_set.masks) if adapt else None
     unlabelled = (unlabelled_sample(project, spec, set(training_set.stems))
                   if adapt and not ruled_out and distribution.is_chief else [])
+    if unlabelled and not fields.get("ema") and not fields.get("calibrate"):
+        # the weight average is the candidate for a run whose statistics move
+        fields.setdefault("keep_average", AVERAGE_WHERE_STATISTICS_MOVE)
     remaining = None
     if max_seconds is not None:
         remaining = max_seconds - (time.monotonic() - started)
@@ -466,12 +469,20 @@ def train_project(
     say("scoring and saving")
     model = result.model
     shift = None
+    averaged = False
     if ruled_out:
         shift = StatisticsShift(0, len(images), 0, 0, declined=ruled_out)
     elif adapt:
         if distribution.strategy is not None:  # a plain copy, off the replicas' variables
             model = copy_model(model)
+        trained = None
+        if result.averaged is not None:  # decided on the average, kept if they move
+            trained = model.get_weights()
+            model.set_weights(result.averaged.weights)
         shift = shift_statistics(model, images, unlabelled, config.patch_size, config.seed)
+        if trained is not None and not shift.applied:
+            model.set_weights(trained)  # the statistics stay: so do the model's own weights
+        averaged = trained is not None and shift.applied
     if shift is not None:
         log.info("%s", shift.reason())
     # Old and new models are compared on the same held-out pixels, the same way.
@@ -498,6 +509,9 @@ def train_project(
         reasons.append(result.calibration.reason())
     if shift is not None:
         reasons.append(shift.reason())
+    if averaged:
+        reasons.append(f"weights averaged (EMA, decay {config.ema_decay:g}) where the "
+                       "batch-norm statistics move")
     sidecar = model_sidecar(
         project, model, spec, config, reasons,
         val_ious=list(new_ious if new_ious is not None else result.val_iou),
@@ -505,7 +519,7 @@ def train_project(
         labelled_pixels=training_set.labelled_pixels,
         run={**run, "seconds": round(float(time.monotonic() - started), 2)},
         parent=project.current_model if initial_model is not None else None,
-        calibration=result.calibration, shift=shift)
+        calibration=result.calibration, shift=shift, averaged=averaged)
     path = new_model_path(project)
     save_model(model, path, sidecar)
     previous_name = project.current_model
@@ -552,7 +566,7 @@ def model_sidecar(
     reasons: Sequence[str], val_ious: Sequence[float], mean_val: float | None,
     previous_val: float | None, stems: Sequence[str], labelled_pixels: int, run: dict,
     parent: str | None, calibration: Calibration | None = None,
-    shift: StatisticsShift | None = None,
+    shift: StatisticsShift | None = None, averaged: bool = False,
 ) -> dict:
     """The sidecar saved beside a trained model (what ModelSidecar reads back): classes,
     input, architecture, recipe, held-out scores, what it was trained on, and ``run``
@@ -566,7 +580,7 @@ def model_sidecar(
         "architecture": {"depth": _model_depth(model), "base_filters": _model_width(model)},
         "recipe": {"patch_size": config.patch_size, "batch_size": config.batch_size,
                    "class_weights": list(config.class_weights or []) or None,
-                   "rotations": config.rotations, "ema": config.ema,
+                   "rotations": config.rotations, "ema": config.ema or averaged,
                    "learning_rate": config.learning_rate,
                    "pairwise_weight": config.pairwise_weight,
                    "logit_offsets": (list(calibration.offsets)

@@ -84,7 +84,8 @@ class TrainConfig:
     class_weights: tuple[float, ...] | None = None
     rotations: bool = True
     ema: bool = False
-    ema_decay: float = 0.99
+    ema_decay: float = 0.999
+    keep_average: bool = False  # also keep the best averaged weights (TrainResult.averaged)
     calibrate: bool = False  # logit offsets (segtool/ml/calibration.py): off, see there
     pairwise_weight: float = 0.0  # losses.pairwise_loss: off, it cost on scribbles (bench/README)
     pairwise_sigma: float = 0.2
@@ -126,6 +127,17 @@ class TrainResult:
     cancelled: bool
     val_masks: list[np.ndarray] = dataclasses.field(default_factory=list)
     calibration: Calibration | None = None
+    averaged: AveragedWeights | None = None
+
+
+@dataclasses.dataclass
+class AveragedWeights:
+    """With ``TrainConfig.keep_average``: the weight average (EMA) that scored best on the
+    held-out pixels, beside the model's own best weights, for the caller to choose
+    (``model.set_weights(averaged.weights)``); ``val_iou`` is its validation."""
+
+    weights: list[np.ndarray]
+    val_iou: list[float]
 
 
 def learning_rate_at(fraction: float, peak: float, warmup_fraction: float) -> float:
@@ -273,7 +285,9 @@ def train_model(
         )
         if replicated:  # its slots must exist before the first step, not inside it
             optimizer.build(model.trainable_variables)
-        average = _WeightAverage(model, config.ema_decay) if config.ema else None
+        average = (_WeightAverage(model, config.ema_decay)
+                   if config.ema or config.keep_average else None)
+    kept = _BestAverage(model, average) if config.keep_average and not config.ema else None
     if replicated:
         train_step = _replicated_step(model, optimizer, config, replicated, average)
         predict = _class_predictor(model)
@@ -324,11 +338,13 @@ def train_model(
             validation_start = clock()
             if synchronise is not None:
                 synchronise()
-            with _averaged(average):
+            with _averaged(average if kept is None else None):
                 val_iou = validate(predict)
                 score = mean_iou(np.asarray(val_iou))
                 if score > best_score:
                     best_score, best_weights, best_iou = score, model.get_weights(), val_iou
+            if kept is not None:
+                kept.validate(validate, predict)
             last_validation = (step, validation_start, clock())
         report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
         history.append(report)
@@ -337,13 +353,19 @@ def train_model(
 
     if synchronise is not None:
         synchronise()
-    if average is not None and step > 0:
+    if config.ema and step > 0:
         average.swap()  # from here on the model holds the averaged weights
-    if not cancelled and not validate.empty and last_validation[0] != step:
+    final = not cancelled and not validate.empty and last_validation[0] != step
+    if final:
         val_iou = validate(predict)
         score = mean_iou(np.asarray(val_iou))
         if score > best_score:  # the final weights are the best: keep them
             best_score, best_weights, best_iou = score, None, val_iou
+    averaged = None
+    if kept is not None and step > 0:
+        if final or kept.weights is None:
+            kept.validate(validate, predict)
+        averaged = AveragedWeights(kept.weights, list(kept.val_iou))
     if best_weights is not None:
         model.set_weights(best_weights)
     if replicated:  # the caller gets an ordinary model, free of the strategy's variables
@@ -365,6 +387,7 @@ def train_model(
         cancelled=cancelled,
         val_masks=[val for _, val in splits],
         calibration=calibration,
+        averaged=averaged,
     )
 
 
@@ -499,6 +522,23 @@ def averaged_values(
     rate = keras.ops.minimum(decay, (1.0 + updates) / (10.0 + updates))
     return updates, [rate * average + (1.0 - rate) * value
                      for average, value in zip(averages, values, strict=True)]
+
+
+class _BestAverage:
+    """The weight average's best weights on validation, kept beside the model's own."""
+
+    def __init__(self, model: keras.Model, average: _WeightAverage) -> None:
+        self.model, self.average = model, average
+        self.score = -math.inf
+        self.weights: list[np.ndarray] | None = None
+        self.val_iou: list[float] = []
+
+    def validate(self, validate: _Validator, predict: Callable) -> None:
+        with _averaged(self.average):
+            val_iou = validate(predict) if not validate.empty else []
+            score = mean_iou(np.asarray(val_iou)) if val_iou else math.inf
+            if score > self.score or self.weights is None:
+                self.score, self.weights, self.val_iou = score, self.model.get_weights(), val_iou
 
 
 class _averaged:  # noqa: N801 - a context manager used like a function
