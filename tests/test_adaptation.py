@@ -166,6 +166,7 @@ def test_training_moves_statistics_to_unlike_unlabelled_images_and_says_so(
     assert shift["layers"] == len(batch_norm_layers(build_unet(1, 2, depth=2, base_filters=8)))
     assert shift["difference"] > MIN_DIFFERENCE
     assert any(r.startswith("batch-norm statistics of") for r in sidecar["recipe"]["reasons"])
+    assert sidecar["recipe"]["ema"] is False  # no weight average by default (ml/recipe.py)
 
 
 def _trained_weights(monkeypatch) -> list:
@@ -187,19 +188,32 @@ def _kernels(weights: list) -> list:
     return [w for w in weights if w.ndim == 4]  # the convolutions' kernels
 
 
-def test_the_weight_average_is_kept_where_the_statistics_move(make_project, tmp_path,
-                                                              monkeypatch):
+def test_a_kept_weight_average_is_used_where_the_statistics_move(make_project, tmp_path,
+                                                                 monkeypatch):
     results = _trained_weights(monkeypatch)
     project = _dense_with_noise(make_project, tmp_path, 2)
-    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    # A window of 1 / (1 - 0.5) = 2 steps: the tiny run is longer than that.
+    outcome = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "keep_average": True, "ema_decay": 0.5})
     sidecar = read_sidecar(outcome.model_path)
     assert sidecar["recipe"]["batch_norm_shift"]["layers"] > 0
     assert sidecar["recipe"]["ema"] is True
     assert any(r.startswith("weights averaged") for r in sidecar["recipe"]["reasons"])
-    (result,) = results
     saved = load_model(outcome.model_path)[0].get_weights()
-    for kernel, average in zip(_kernels(saved), _kernels(result.averaged.weights), strict=True):
+    for kernel, average in zip(_kernels(saved), _kernels(results[0].averaged.weights),
+                               strict=True):
         np.testing.assert_array_equal(kernel, average)
+    # The default window (1000 steps) is longer than the tiny run: it keeps its own weights.
+    outcome = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "keep_average": True})
+    sidecar = read_sidecar(outcome.model_path)
+    assert results[1].steps < 1000 and results[1].averaged is not None
+    assert sidecar["recipe"]["batch_norm_shift"]["layers"] > 0
+    assert sidecar["recipe"]["ema"] is False
+    saved = load_model(outcome.model_path)[0].get_weights()
+    for kernel, own in zip(_kernels(saved), _kernels(results[1].model.get_weights()),
+                           strict=True):
+        np.testing.assert_array_equal(kernel, own)
 
 
 def test_the_models_own_weights_are_kept_where_the_statistics_stay(make_project, tmp_path,
@@ -212,7 +226,8 @@ def test_the_models_own_weights_are_kept_where_the_statistics_stay(make_project,
     for path in copies:
         assert cv2.imwrite(str(path), image)
     assert not project.import_images(copies).skipped
-    outcome = train_project(project, max_seconds=6, config_overrides=TINY)
+    outcome = train_project(project, max_seconds=6,
+                            config_overrides={**TINY, "keep_average": True, "ema_decay": 0.5})
     sidecar = read_sidecar(outcome.model_path)
     assert not sidecar["recipe"]["batch_norm_shift"]["layers"]
     assert sidecar["recipe"]["ema"] is False

@@ -427,7 +427,7 @@ def train_project(
     unlabelled = (unlabelled_sample(project, spec, set(training_set.stems))
                   if adapt and not ruled_out and distribution.is_chief else [])
     if unlabelled and not fields.get("ema") and not fields.get("calibrate"):
-        # the weight average is the candidate for a run whose statistics move
+        # the weight average is the candidate for a run whose statistics move (off: recipe)
         fields.setdefault("keep_average", AVERAGE_WHERE_STATISTICS_MOVE)
     remaining = None
     if max_seconds is not None:
@@ -476,7 +476,9 @@ def train_project(
         if distribution.strategy is not None:  # a plain copy, off the replicas' variables
             model = copy_model(model)
         trained = None
-        if result.averaged is not None:  # decided on the average, kept if they move
+        if result.averaged is not None and result.steps * (1 - config.ema_decay) >= 1:
+            # decided on the average, kept if they move; a run shorter than the average's
+            # window (1 / (1 - decay) steps) keeps its own weights (bench/README)
             trained = model.get_weights()
             model.set_weights(result.averaged.weights)
         shift = shift_statistics(model, images, unlabelled, config.patch_size, config.seed)
