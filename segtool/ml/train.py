@@ -287,7 +287,8 @@ def train_model(
             optimizer.build(model.trainable_variables)
         average = (_WeightAverage(model, config.ema_decay)
                    if config.ema or config.keep_average else None)
-    kept = _BestAverage(model, average) if config.keep_average and not config.ema else None
+    best = _BestWeights(model)  # the model's own weights (averaged throughout with ema)
+    kept = _BestWeights(model) if config.keep_average and not config.ema else None
     if replicated:
         train_step = _replicated_step(model, optimizer, config, replicated, average)
         predict = _class_predictor(model)
@@ -300,7 +301,6 @@ def train_model(
     total_steps = config.epochs * config.steps_per_epoch if config.epochs else 0
     history: list[TrainProgress] = []
     val_iou = [math.nan] * num_classes
-    best_score, best_weights, best_iou = -math.inf, None, val_iou
     cancelled = False
     step = 0
     schedule_start: float | None = None
@@ -338,13 +338,9 @@ def train_model(
             validation_start = clock()
             if synchronise is not None:
                 synchronise()
-            with _averaged(average if kept is None else None):
-                val_iou = validate(predict)
-                score = mean_iou(np.asarray(val_iou))
-                if score > best_score:
-                    best_score, best_weights, best_iou = score, model.get_weights(), val_iou
+            val_iou = best.validate(validate, predict, average if config.ema else None)
             if kept is not None:
-                kept.validate(validate, predict)
+                kept.validate(validate, predict, average)
             last_validation = (step, validation_start, clock())
         report = TrainProgress(step, total_steps_estimate, loss, val_iou, elapsed)
         history.append(report)
@@ -357,17 +353,18 @@ def train_model(
         average.swap()  # from here on the model holds the averaged weights
     final = not cancelled and not validate.empty and last_validation[0] != step
     if final:
-        val_iou = validate(predict)
-        score = mean_iou(np.asarray(val_iou))
-        if score > best_score:  # the final weights are the best: keep them
-            best_score, best_weights, best_iou = score, None, val_iou
+        best.validate(validate, predict)
     averaged = None
     if kept is not None and step > 0:
-        if final or kept.weights is None:
-            kept.validate(validate, predict)
-        averaged = AveragedWeights(kept.weights, list(kept.val_iou))
-    if best_weights is not None:
-        model.set_weights(best_weights)
+        if final or (kept.weights is None and not validate.empty):
+            kept.validate(validate, predict, average)
+        if kept.weights is None:  # nothing held out: the average as it ends
+            with _averaged(average):
+                kept.weights = model.get_weights()
+        averaged = AveragedWeights(kept.weights, list(kept.val_iou or []))
+    if best.weights is not None:
+        model.set_weights(best.weights)
+    best_iou = best.val_iou or [math.nan] * num_classes
     if replicated:  # the caller gets an ordinary model, free of the strategy's variables
         model = copy_model(model)
     calibration = None
@@ -524,21 +521,24 @@ def averaged_values(
                      for average, value in zip(averages, values, strict=True)]
 
 
-class _BestAverage:
-    """The weight average's best weights on validation, kept beside the model's own."""
+class _BestWeights:
+    """The weights that scored best on validation so far, and their per-class IoU."""
 
-    def __init__(self, model: keras.Model, average: _WeightAverage) -> None:
-        self.model, self.average = model, average
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
         self.score = -math.inf
         self.weights: list[np.ndarray] | None = None
-        self.val_iou: list[float] = []
+        self.val_iou: list[float] | None = None
 
-    def validate(self, validate: _Validator, predict: Callable) -> None:
-        with _averaged(self.average):
-            val_iou = validate(predict) if not validate.empty else []
-            score = mean_iou(np.asarray(val_iou)) if val_iou else math.inf
-            if score > self.score or self.weights is None:
+    def validate(self, validate: _Validator, predict: Callable,
+                 average: _WeightAverage | None = None) -> list[float]:
+        """Validate the model (with ``average``: its averaged weights); keep them if best."""
+        with _averaged(average):
+            val_iou = validate(predict)
+            score = mean_iou(np.asarray(val_iou))
+            if score > self.score:
                 self.score, self.weights, self.val_iou = score, self.model.get_weights(), val_iou
+        return val_iou
 
 
 class _averaged:  # noqa: N801 - a context manager used like a function
