@@ -24,12 +24,14 @@ the mask is saved with ``Project.save_mask``. Modes:
   runs while they label the next image, whose prediction still comes from the model before.
   If the run lasts longer than that image takes them, they wait for it before the next
   Ctrl+T (charged to that image); its model serves the image after.
-- ``live``: continuous learning: while the person labels image k, training continues from
-  the current weights on the masks saved before k, for as many (real) seconds as the person
-  spends (simulated) on image k; no waiting. Its model serves image k+1.
+- ``live``: continuous learning, the window's own (``segtool.ml.continuous.ContinuousTrainer``,
+  Ctrl+Shift+L): while the person labels image k it trains in slices on the masks saved
+  before k, for as many (real) seconds as the person spends (simulated) on image k; no
+  waiting. The last model it published by then (made current, as the window does) serves
+  image k+1.
 
-In both learning modes a training run's model becomes current only if it scores at least as
-well as the current one on that run's validation pixels (what ``segtool train`` does).
+In both learning modes a model becomes current only if it beats the current one on the
+held-out pixels (what ``segtool train`` and continuous learning do).
 
 ``--class-threshold``: before accepting, the person may move the Layers panel's class-threshold
 slider (one class's probability threshold, kept from image to image as the window keeps it;
@@ -118,6 +120,7 @@ class Learner:
         self.staged: tuple[object, dict] | None = None  # trained, not serving yet
         self.steps = 0
         self.runs = 0
+        self.continuous: object | None = None  # live mode's ContinuousTrainer
 
     def publish(self) -> None:
         """The last run's model (if it became current) serves predictions from now on."""
@@ -141,6 +144,28 @@ class Learner:
         self.steps += int(outcome.sidecar.get("steps", 0))
         if outcome.became_current and outcome.model_path is not None:
             self.staged = load_model(outcome.model_path)
+        return time.monotonic() - start
+
+    def learn(self, seconds: float) -> float:
+        """Continuous learning beside the person for ``seconds`` (real): slices of the
+        window's trainer; each model it publishes is made current and staged until
+        :meth:`publish`. Stops early when it pauses (nothing new to learn)."""
+        from segtool.ml.continuous import SLICE_S, ContinuousTrainer
+        from segtool.ml.modelfile import load_model
+
+        start = time.monotonic()
+        if self.continuous is None:
+            self.continuous = ContinuousTrainer(self.project.root)
+        trainer = self.continuous
+        while (left := seconds - (time.monotonic() - start)) > 0.5:
+            report = trainer.run_slice(min(SLICE_S, left))
+            self.steps += report.steps
+            if report.published is not None:
+                self.project.set_current_model(report.published.name)
+                self.staged = load_model(report.published)
+                self.runs += 1
+            if report.idle:
+                break
         return time.monotonic() - start
 
     def predict(self, stem: str) -> tuple[np.ndarray, ...] | None:
@@ -217,7 +242,7 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
             learner.publish()
         elif args.mode == "live" and learner is not None:
             if index > 1:  # training beside the person, on the masks saved before
-                learner.train(effort.seconds)
+                learner.learn(effort.seconds)
             learner.publish()
         project.save_mask(stem, document.mask)
         if args.mode == "retrain" and learner is not None:

@@ -24,6 +24,13 @@ def tensorflow_started():
     reference_steps_per_second()
 
 
+@pytest.fixture(autouse=True)
+def short_cycles(monkeypatch):
+    """Learning-rate cycles as short as the tests' slices: each slice ends one."""
+    monkeypatch.setattr(continuous, "FIRST_CYCLE_S", 0.2)
+    monkeypatch.setattr(continuous, "CYCLE_S", 0.2)
+
+
 class Clock:
     """Real time plus a jump the test can add (to pass the publishing gap at once)."""
 
@@ -79,7 +86,7 @@ def test_pauses_when_there_is_nothing_new_to_learn(make_project, monkeypatch):
     label_half(project, "img-1", 1)
     monkeypatch.setattr(continuous, "MIN_GAIN", 10.0)  # no slice counts as progress
     trainer = ContinuousTrainer(project.root, overrides=TINY)
-    reports = [trainer.run_slice(0.2) for _ in range(continuous.IDLE_AFTER_SLICES + 1)]
+    reports = [trainer.run_slice(0.2) for _ in range(continuous.IDLE_AFTER_CYCLES + 1)]
     assert all(r.steps > 0 for r in reports[:-1])
     assert reports[-1].idle and reports[-1].steps == 0
     label_half(Project.open(project.root), "img-1", 3)  # new labels wake it up
@@ -101,3 +108,46 @@ def test_a_current_model_is_continued_and_must_be_beaten(make_project):
     if report.published is not None:
         assert report.val_iou > report.current_iou
         assert read_sidecar(report.published)["parent"] == outcome.model_path.name
+
+
+class Ticking:
+    """A clock that moves on a fixed amount each time it is read: slices and cycles then
+    hold the same steps on any machine."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_the_learning_rate_runs_in_cycles_and_only_a_cycle_end_is_scored(
+        make_project, monkeypatch):
+    import numpy as np
+
+    from segtool.ml.recipe import FINETUNE_LR_SCALE
+
+    monkeypatch.setattr(continuous, "FIRST_CYCLE_S", 1.0)
+    monkeypatch.setattr(continuous, "CYCLE_S", 2.0)
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    project = make_project(n_images=2, size=SIZE)
+    label_half(project, "img-1", 1)
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Ticking(0.01))
+    assert trainer.cycle_seconds() == 1.0
+    reports, rates = [], []
+    while len([r for r in reports if r.scored]) < 2 and len(reports) < 40:
+        reports.append(trainer.run_slice(0.25))
+        rates.append(float(np.asarray(trainer._optimizer.learning_rate)))
+    peak = trainer.config.learning_rate
+    scored = [index for index, report in enumerate(reports) if report.scored]
+    # The first cycle (1 s of training) takes four slices; only its end is scored, and a
+    # new model with nothing to beat is published there.
+    assert scored[0] == 3 and reports[3].published is not None
+    assert all(r.published is None and r.val_iou is None for r in reports[:3])
+    assert rates[0] > 0.5 * peak and rates[3] < 0.05 * peak  # a cosine down to 1%
+    # The next cycle lasts twice as long (up to CYCLE_S) and restarts at the fine-tuning peak.
+    assert scored[1] == 3 + 8 and trainer.cycle_seconds() == 2.0
+    assert 0.5 * FINETUNE_LR_SCALE * peak < rates[4] <= FINETUNE_LR_SCALE * peak * 1.001
+    assert all(r.published is None for r in reports[4:11])
+    assert reports[5].val_iou == reports[3].val_iou  # between ends: the last score, kept

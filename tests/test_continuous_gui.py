@@ -17,6 +17,13 @@ from segtool.gui.actions import ActionName
 from segtool.ml import continuous
 
 
+@pytest.fixture(autouse=True)
+def short_cycles(monkeypatch):
+    """Learning-rate cycles as long as the window's slices here: each slice ends one."""
+    monkeypatch.setattr(continuous, "FIRST_CYCLE_S", 1.0)
+    monkeypatch.setattr(continuous, "CYCLE_S", 1.0)
+
+
 def _open(window_on, project):
     window = window_on(project, size=(1000, 700))
     window.training.config_overrides = dict(TINY)
