@@ -68,9 +68,11 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
 
     # Ctrl+T pauses it for the run and lets it go on afterwards.
     window.training_panel.budget.setValue(5)
-    qtbot.keyClick(window.canvas.viewport(), Qt.Key_T, Qt.ControlModifier)
-    assert window.training.running and thread.paused
-    qtbot.waitUntil(lambda: not window.training.running, timeout=120_000)
+    # Wait for the run's end as the window hears it (the training thread may have ended
+    # before its queued result reaches the window, which is what resumes learning).
+    with qtbot.waitSignal(window.training.run_finished, timeout=120_000):
+        qtbot.keyClick(window.canvas.viewport(), Qt.Key_T, Qt.ControlModifier)
+        assert window.training.running and thread.paused
     assert not thread.paused and thread.isRunning()
     window.close()  # stops the worker (waiting for a step that is under way to end)
     qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
