@@ -151,3 +151,41 @@ def test_the_learning_rate_runs_in_cycles_and_only_a_cycle_end_is_scored(
     assert 0.5 * FINETUNE_LR_SCALE * peak < rates[4] <= FINETUNE_LR_SCALE * peak * 1.001
     assert all(r.published is None for r in reports[4:11])
     assert reports[5].val_iou == reports[3].val_iou  # between ends: the last score, kept
+
+
+def test_class_weights_follow_the_labels_as_they_grow(make_project):
+    """The recipe's label-driven choices are re-decided on new masks, as a Ctrl+T run
+    decides them afresh: a first image without the rare class gives no class weights, the
+    next one with it brings them (and a new class widens the head with weights to match)."""
+    import numpy as np
+
+    project = make_project(n_images=3, size=SIZE)
+    project.save_mask("img-1", np.zeros((SIZE, SIZE), np.uint8))  # background only
+    clock = Clock()
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=clock)
+    first = trainer.run_slice(0.3)
+    assert first.steps > 0 and trainer.config.class_weights is None
+    step = trainer._train_step
+
+    rare = np.zeros((SIZE, SIZE), np.uint8)
+    rare[10:18, 10:18] = 1  # 1.6% of the pixels: a rare class
+    project.save_mask("img-2", rare)
+    clock.offset += continuous.PUBLISH_GAP_S
+    second = trainer.run_slice(0.3)
+    assert second.new_labels and second.steps > 0
+    weights = trainer.config.class_weights
+    assert weights is not None and weights[1] > 2 * weights[0]
+    assert trainer._train_step is not step  # the loss changed: the step was rebuilt
+    if second.published is not None:
+        sidecar = read_sidecar(second.published)
+        assert sidecar["recipe"]["class_weights"] == pytest.approx(list(weights))
+        assert any(r.startswith("class weights " + f"{weights[0]:.2f}")
+                   for r in sidecar["recipe"]["reasons"])
+
+    project = Project.open(project.root)
+    project.add_class("third")
+    third = rare.copy()
+    third[40:46, 40:46] = 2
+    project.save_mask("img-3", third)
+    report = trainer.run_slice(0.3)  # head widened, weights for three classes
+    assert report.steps > 0 and len(trainer.config.class_weights) == 3

@@ -10,6 +10,7 @@ from segtool.ml.recipe import (
     choose_recipe,
     class_weights,
     has_up,
+    label_choices,
     model_size,
     needs_per_channel,
     patch_and_batch,
@@ -117,3 +118,18 @@ def test_fine_tuning_keeps_the_data_decisions_and_peaks_lower():
     assert tuned.reasons[0].startswith("continues model-1.keras")
     assert "fine-tuning" in tuned.reasons[1]
     assert not any(r.startswith("U-Net") for r in tuned.reasons)  # the model keeps its own
+
+
+def test_label_choices_change_only_when_training_should():
+    """What a model that keeps training re-decides on new masks: weights when a rare class
+    appears or its share moves a lot, turns when the labels show an up; not small drifts."""
+    background = np.zeros((60, 80), np.uint8)
+    first = label_choices([background], 3)
+    assert first.class_weights is None and first.rotations
+    street = label_choices([background, _scene(seed=1)], 3)
+    assert street.differs(first) and street.class_weights is not None
+    assert not street.rotations  # sky above road: an up
+    more = label_choices([background, _scene(seed=1), _scene(seed=2)], 3)
+    assert not more.differs(street)  # the same kind of labels: weights within 25%
+    assert not street.differs(street) and first.differs(None)
+    assert any(r.startswith("class weights") for r in street.reasons)

@@ -46,7 +46,7 @@ from segtool.ml.backend import keras
 from segtool.ml.calibration import Calibration, calibrate_model
 from segtool.ml.data import PatchSampler, split_holdout
 from segtool.ml.losses import mean_iou
-from segtool.ml.recipe import FINETUNE_LR_SCALE, choose_recipe
+from segtool.ml.recipe import FINETUNE_LR_SCALE, LabelChoices, choose_recipe, label_choices
 from segtool.ml.session import (
     InputSpec,
     collect_training_set,
@@ -146,6 +146,7 @@ class ContinuousTrainer:
         self.config: TrainConfig | None = None
         self.reasons: tuple[str, ...] = ()
         self.parent: str | None = None
+        self._labels: LabelChoices | None = None  # the label-driven choices in force
         self.device = ""  # what configure_devices said, for the sidecar
         self.total_steps = 0
         self._key: tuple | None = None
@@ -191,9 +192,14 @@ class ContinuousTrainer:
         training_set = collect_training_set(project)
         if self.model is None:
             self._create_model(project, training_set)
-        elif model_classes(self.model) < project.num_classes:
-            self._use_model(_starting_model(self.model, self.spec.channels,
-                                            project.num_classes, self.config))
+        else:
+            relabelled = self._follow_labels(training_set.masks, project.num_classes)
+            if model_classes(self.model) < project.num_classes:
+                self._use_model(_starting_model(self.model, self.spec.channels,
+                                                project.num_classes, self.config))
+            elif relabelled:  # the loss changed: a new step, same weights and optimizer
+                self._train_step, self._predict = _compiled_functions(
+                    self.model, self._optimizer, self.config)
         assert self.spec is not None and self.config is not None and self.model is not None
         config = self.config
         images = training_set.normalised(self.spec)
@@ -297,8 +303,25 @@ class ContinuousTrainer:
             self.spec = InputSpec(training_set.channels, per_channel)
             self.reasons = recipe.reasons
             model = _starting_model(None, self.spec.channels, project.num_classes, self.config)
-        self.reasons = ("continuous learning", *self.reasons)
+        self._labels = label_choices(training_set.masks, project.num_classes)
+        self.reasons = ("continuous learning",
+                        *(r for r in self.reasons if r not in self._labels.reasons))
         self._use_model(model)
+
+    def _follow_labels(self, masks: Sequence[np.ndarray], num_classes: int) -> bool:
+        """Re-decide the recipe's choices that follow the labels (class weights, turns), as
+        each Ctrl+T run decides them afresh; True when the training changed. A model started
+        on a first image without the rare class would otherwise never weigh it (brain MRI:
+        its first labelled slice held no abnormality, and the models of the next five
+        predicted none). Fields set by ``overrides`` stay."""
+        labels = label_choices(masks, num_classes)
+        if not labels.differs(self._labels):
+            return False
+        self._labels = labels
+        fields = {"class_weights": labels.class_weights, "rotations": labels.rotations}
+        self.config = dataclasses.replace(
+            self.config, **{k: v for k, v in fields.items() if k not in self.overrides})
+        return True
 
     def _use_model(self, model: keras.Model) -> None:
         assert self.config is not None
@@ -416,7 +439,7 @@ class ContinuousTrainer:
         assert self.spec is not None and self.config is not None
         training_set = self._training_set
         model, calibration = candidate.model, candidate.calibration
-        reasons = list(self.reasons)
+        reasons = [*self.reasons, *self._labels.reasons]
         if calibration is not None:
             reasons.append(calibration.reason())
         if candidate.shift is not None:

@@ -249,20 +249,56 @@ def choose_recipe(
     max_patch: int = 128,
 ) -> Recipe:
     """Decide the recipe from the labelled masks, the images and the device's speed."""
-    counts = class_counts(masks, num_classes)
-    weights = class_weights(counts)
-    up = has_up(masks, num_classes)
+    labels = label_choices(masks, num_classes)
     per_channel = needs_per_channel(channel_windows)
     patch, batch = patch_and_batch(image_shapes, max_patch)
     depth, width = model_size(steps_per_second, budget, patch, batch)
     reasons = (
         f"patch {patch} px, batch {batch}: sees {PATCH_CONTEXT:.0%} of the median short side",
         f"U-Net depth {depth}, {width} filters: {steps_per_second:.1f} reference steps/s",
+        *labels.reasons,
+        "per-channel normalisation" if per_channel else "channels normalised together",
+    )
+    return Recipe(patch, batch, depth, width, labels.class_weights, labels.rotations,
+                  per_channel, USE_EMA, reasons=reasons)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelChoices:
+    """The recipe's decisions that follow the labels alone (not the images or the device):
+    what a model that keeps training while labels grow re-decides on every new mask
+    (segtool/ml/continuous.py)."""
+
+    class_weights: tuple[float, ...] | None
+    rotations: bool
+    reasons: tuple[str, str]
+
+    def differs(self, other: LabelChoices | None) -> bool:
+        """Whether training should change from ``other`` to these choices: the turns
+        differ, weights came or went, or some class's weight moved by more than
+        ``WEIGHT_CHANGE`` of its value (small drifts as labels grow do not recompile)."""
+        if other is None or self.rotations != other.rotations:
+            return True
+        if (self.class_weights is None) != (other.class_weights is None):
+            return True
+        if self.class_weights is None:
+            return False
+        new, old = np.asarray(self.class_weights), np.asarray(other.class_weights)
+        return new.shape != old.shape or bool(np.any(np.abs(new - old) > WEIGHT_CHANGE * old))
+
+
+WEIGHT_CHANGE = 0.25
+"""A model that keeps training takes new class weights when one moves by this share."""
+
+
+def label_choices(masks: Sequence[np.ndarray], num_classes: int) -> LabelChoices:
+    """Class weights and turns from the labelled masks, each with its reason."""
+    counts = class_counts(masks, num_classes)
+    weights = class_weights(counts)
+    up = has_up(masks, num_classes)
+    return LabelChoices(weights, not up, (
         "class weights " + (", ".join(f"{w:.2f}" for w in weights) if weights else "none")
         + f" from label counts {counts.tolist()}",
         "no 90-degree turns or vertical flips: labels show an up" if up
         else "all 8 flips/turns: labels show no up",
-        "per-channel normalisation" if per_channel else "channels normalised together",
-    )
-    return Recipe(patch, batch, depth, width, weights, not up, per_channel, USE_EMA,
-                  reasons=reasons)
+    ))
