@@ -189,3 +189,47 @@ def test_class_weights_follow_the_labels_as_they_grow(make_project):
     project.save_mask("img-3", third)
     report = trainer.run_slice(0.3)  # head widened, weights for three classes
     assert report.steps > 0 and len(trainer.config.class_weights) == 3
+
+
+def test_new_labels_cut_the_cycle_short_and_a_held_back_model_follows_the_gap(
+        make_project, monkeypatch):
+    """A saved mask ends the cycle under way within FIRST_CYCLE_S and starts the doubling
+    again; a better model that the publishing gap held back is published once the gap
+    has passed, unless newer labels came first."""
+    monkeypatch.setattr(continuous, "FIRST_CYCLE_S", 1.0)
+    monkeypatch.setattr(continuous, "CYCLE_S", 4.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end counts as better
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 1e9)
+    project = make_project(n_images=2, size=SIZE)
+    label_half(project, "img-1", 1)
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Ticking(0.01))
+
+    def until_scored() -> list:
+        reports = [trainer.run_slice(0.25)]
+        while not reports[-1].scored and len(reports) < 40:
+            reports.append(trainer.run_slice(0.25))
+        return reports
+
+    assert until_scored()[-1].published is not None  # nothing to beat: published at once
+    assert trainer.cycle_seconds() == 2.0
+    trainer.run_slice(0.25)
+    trainer.run_slice(0.25)  # half a second into a 2-s cycle
+    label_half(Project.open(project.root), "img-2", 2)
+    reports = until_scored()
+    assert reports[0].new_labels
+    # The cycle ended 1 s after the labels came, not at 2 s: ~1.5 s in all.
+    assert 5 <= 2 + len(reports) <= 7
+    assert reports[-1].published is None  # better, but within the gap: held back
+    assert trainer.cycle_seconds() == 1.0  # the doubling starts again
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    report = trainer.run_slice(0.25)
+    assert report.published is not None and not report.scored
+    assert read_sidecar(report.published)["trained_on"] == ["img-1", "img-2"]
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 1e9)
+    assert until_scored()[-1].published is None  # held back again
+    label_half(Project.open(project.root), "img-1", 3)  # newer labels: it is dropped
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    report = trainer.run_slice(0.25)
+    assert report.new_labels and report.published is None
+    assert trainer.cycle_seconds() == 1.0  # the labels came at a cycle's start
