@@ -172,10 +172,6 @@ class ContinuousTrainer:
         self._stale = 0
         self._cycles = 0  # learning-rate cycles completed with this model
         self._cycle_time = 0.0  # seconds trained in the cycle under way
-        self._doubling = 0  # the cycle's length is FIRST_CYCLE_S * 2 ** this (up to CYCLE_S)
-        self._cut: float | None = None  # the cycle under way ends here (new labels came)
-        self._short_next = False  # the next cycle starts the doubling again
-        self._held: _Candidate | None = None  # better, but within the publishing gap
         self._last_score: float | None = None  # the latest end-of-cycle score
         self._last_publish = -math.inf
         self._started = clock()
@@ -335,7 +331,6 @@ class ContinuousTrainer:
         self._train_step, self._predict = _compiled_functions(model, self._optimizer,
                                                               self.config)
         self._cycles, self._cycle_time = 0, 0.0
-        self._doubling, self._cut, self._short_next = 0, None, False
 
     # -- one slice -------------------------------------------------------------------------
 
@@ -353,64 +348,39 @@ class ContinuousTrainer:
         key = self._labels_key(project)
         new_labels = key != self._key
         if new_labels:
-            trained = self.model is not None
             self._rebuild(project)
             self._key = key
-            if trained:
-                self._labels_arrived()
         labelled = len(set(self._training_set.stems))
-        held = None  # a better model the publishing gap held back at the last cycle's end
-        if self._held is not None and self.clock() - self._last_publish >= PUBLISH_GAP_S:
-            held, self._held = self._publish(project, self._held), None
         if not new_labels and self._stale >= IDLE_AFTER_CYCLES:
             return SliceReport(0, self.total_steps, self._best_or_none(), self._baseline_iou,
-                               held, False, True, labelled)
+                               None, False, True, labelled)
         steps = self._train(seconds, cancel)
         baseline = self._baseline_iou
         if self._cycle_time < self.cycle_seconds():
-            return SliceReport(steps, self.total_steps, self._last_score, baseline, held,
+            return SliceReport(steps, self.total_steps, self._last_score, baseline, None,
                                new_labels, False, labelled)
         self._cycles, self._cycle_time = self._cycles + 1, 0.0
-        self._doubling = 0 if self._short_next else self._doubling + 1
-        self._cut, self._short_next = None, False
         val_ious = self._held_out_ious(self.model, self.spec, self._predict)
         score = _mean_or_inf(val_ious)
         if score > self._best + MIN_GAIN:
             self._best, self._stale = score, 0
         else:
             self._stale += 1
-        published = held
+        published = None
         improved = self._stale == 0  # a new best (or new labels): worth a candidate
-        if steps and score > -math.inf and (improved or baseline is None):
+        if (steps and score > -math.inf and (improved or baseline is None)
+                and self.clock() - self._last_publish >= PUBLISH_GAP_S):
             candidate = self._candidate(val_ious)
             if baseline is None or candidate.score > baseline + MIN_GAIN:
-                if self.clock() - self._last_publish >= PUBLISH_GAP_S:
-                    published = self._publish(project, candidate)
-                else:  # published as soon as the gap allows, unless new labels come first
-                    self._held = candidate
-                score = candidate.score  # what is published, its logit offsets included
+                published = self._publish(project, candidate)
+                score = candidate.score  # what was published, its logit offsets included
         self._last_score = None if score == -math.inf else score
         return SliceReport(steps, self.total_steps, self._last_score, baseline, published,
                            new_labels, False, labelled, scored=True)
 
     def cycle_seconds(self) -> float:
         """Seconds of training in the learning-rate cycle under way."""
-        length = min(CYCLE_S, FIRST_CYCLE_S * 2 ** self._doubling)
-        return length if self._cut is None else min(length, self._cut)
-
-    def _labels_arrived(self) -> None:
-        """New labels: the cycle under way ends within ``FIRST_CYCLE_S`` of them, and the
-        cycles after it start short again (doubling from ``FIRST_CYCLE_S``), so that a
-        proposal that has learnt a saved mask comes while the person is on the next image,
-        as after a Ctrl+T run (brain MRI slices take a person ~40 s each; a 60-s cycle under
-        way would leave the next two slices with a model that never saw the last masks). A
-        model held back by the publishing gap was scored on the old labels and is dropped."""
-        self._held = None
-        if self._cycle_time == 0.0:  # at a cycle's start: this cycle is the short one
-            self._doubling, self._cut, self._short_next = 0, None, False
-        else:
-            self._cut = min(self.cycle_seconds(), self._cycle_time + FIRST_CYCLE_S)
-            self._short_next = True  # and the cycle after it is FIRST_CYCLE_S long
+        return min(CYCLE_S, FIRST_CYCLE_S * 2 ** self._cycles)
 
     def _best_or_none(self) -> float | None:
         return None if self._best == -math.inf else self._best
