@@ -13,7 +13,9 @@ restarts at the fine-tuning peak (``recipe.FINETUNE_LR_SCALE``). At the end of e
 where the rate is low and the weights settled, the model scores itself in inference mode on
 the held-out pixels; when it beats the project's current model on the same pixels, and the
 last publication is at least ``PUBLISH_GAP_S`` old, it saves itself under ``models/`` with a
-sidecar like any trained model and reports the file: the caller makes it current. (A
+sidecar like any trained model and reports the file: the caller makes it current. The
+recipe's label-driven choices (class weights, turns) are decided again whenever the labels
+change, as each Ctrl+T run decides them. (A
 constant rate, scored every slice, published models of fluorescence nuclei that a person
 corrected for 97 s an image against 51 s after a chain of Ctrl+T runs of the same total
 time; bench/README, "Continuous learning in cycles".) Only published models are written, so
