@@ -89,3 +89,40 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
     third = _open(window_on, type(project).open(project.root))
     assert not third.continuous.running  # off is remembered too
     third.close()
+
+
+def test_class_weights_follow_what_the_user_paints(qtbot, window_on, make_project,
+                                                   monkeypatch):
+    """Continuous learning started on masks of background only has no class weights; a
+    rare class painted in the window and saved brings them into the next published model
+    (as a Ctrl+T run would decide them from the same masks)."""
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end publishes
+    project = make_project(n_images=3, size=SIZE)
+    for stem in ("img-1", "img-3"):
+        project.save_mask(stem, np.zeros((SIZE, SIZE), np.uint8))
+    window = _open(window_on, project)
+    with qtbot.waitSignal(window.training.model_changed, timeout=120_000) as changed:
+        qtbot.keyClick(window.canvas.viewport(), Qt.Key_L,
+                       Qt.ControlModifier | Qt.ShiftModifier)
+    sidecar = read_sidecar(window.project.models_dir / changed.args[0])
+    assert sidecar["recipe"]["class_weights"] is None
+
+    assert window.open_image("img-2")
+    window.select_class(1)
+    drag(window.canvas, [(20, 20), (30, 30)])
+    qtbot.keyClick(window.canvas.viewport(), Qt.Key_S, Qt.ControlModifier)
+    painted = int(np.count_nonzero(window.project.load_mask("img-2") == 1))
+    assert 0 < painted < 0.05 * 2 * SIZE * SIZE  # rare: under a tenth of an even split
+
+    def trained_on_all(name: str) -> bool:
+        return len(read_sidecar(window.project.models_dir / name)["trained_on"]) == 3
+
+    with qtbot.waitSignal(window.training.model_changed, timeout=120_000,
+                          check_params_cb=trained_on_all) as changed:
+        pass
+    weights = read_sidecar(window.project.models_dir / changed.args[0])["recipe"]["class_weights"]
+    assert weights is not None and weights[1] > 2 * weights[0]
+    thread = window.continuous.thread
+    window.close()
+    qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
