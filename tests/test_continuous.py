@@ -187,5 +187,10 @@ def test_class_weights_follow_the_labels_as_they_grow(make_project):
     third = rare.copy()
     third[40:46, 40:46] = 2
     project.save_mask("img-3", third)
-    report = trainer.run_slice(0.3)  # head widened, weights for three classes
+    report = trainer.run_slice(0.1)  # head widened, weights for three classes
     assert report.steps > 0 and len(trainer.config.class_weights) == 3
+    # Its body is trained: the new head's first cycle peaks at the fine-tuning rate, not
+    # at a new model's (which would first undo part of what it knows).
+    from segtool.ml.recipe import FINETUNE_LR_SCALE
+
+    assert trainer.peak_rate() == pytest.approx(FINETUNE_LR_SCALE * trainer.config.learning_rate)

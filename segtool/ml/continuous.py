@@ -173,6 +173,7 @@ class ContinuousTrainer:
         self._best = -math.inf
         self._stale = 0
         self._cycles = 0  # learning-rate cycles completed with this model
+        self._fresh = False  # a new model in its first cycle: the full peak rate
         self._cycle_time = 0.0  # seconds trained in the cycle under way
         self._last_score: float | None = None  # the latest end-of-cycle score
         self._last_publish = -math.inf
@@ -308,7 +309,7 @@ class ContinuousTrainer:
         self._labels = label_choices(training_set.masks, project.num_classes)
         self.reasons = ("continuous learning",
                         *(r for r in self.reasons if r not in self._labels.reasons))
-        self._use_model(model)
+        self._use_model(model, fresh=previous is None)
 
     def _follow_labels(self, masks: Sequence[np.ndarray], num_classes: int) -> bool:
         """Re-decide the recipe's choices that follow the labels (class weights, turns), as
@@ -325,9 +326,13 @@ class ContinuousTrainer:
             self.config, **{k: v for k, v in fields.items() if k not in self.overrides})
         return True
 
-    def _use_model(self, model: keras.Model) -> None:
+    def _use_model(self, model: keras.Model, fresh: bool = False) -> None:
+        """Train ``model`` from here on: a new optimizer, step and cycle. ``fresh`` (a new
+        model) peaks at the full rate in its first cycle; a continued parent, or a trained
+        model whose head was widened for a new class, at the fine-tuning peak."""
         assert self.config is not None
         self.model = model
+        self._fresh = fresh
         self._optimizer = keras.optimizers.AdamW(learning_rate=self.config.learning_rate,
                                                  weight_decay=self.config.weight_decay)
         self._train_step, self._predict = _compiled_functions(model, self._optimizer,
@@ -361,7 +366,7 @@ class ContinuousTrainer:
         if self._cycle_time < self.cycle_seconds():
             return SliceReport(steps, self.total_steps, self._last_score, baseline, None,
                                new_labels, False, labelled)
-        self._cycles, self._cycle_time = self._cycles + 1, 0.0
+        self._cycles, self._cycle_time, self._fresh = self._cycles + 1, 0.0, False
         val_ious = self._held_out_ious(self.model, self.spec, self._predict)
         score = _mean_or_inf(val_ious)
         if score > self._best + MIN_GAIN:
@@ -384,6 +389,12 @@ class ContinuousTrainer:
         """Seconds of training in the learning-rate cycle under way."""
         return min(CYCLE_S, FIRST_CYCLE_S * 2 ** self._cycles)
 
+    def peak_rate(self) -> float:
+        """The learning rate at the top of the cycle under way: a new model's in its first
+        cycle, the fine-tuning peak (``recipe.FINETUNE_LR_SCALE`` of it) after that."""
+        assert self.config is not None
+        return self.config.learning_rate * (1.0 if self._fresh else FINETUNE_LR_SCALE)
+
     def _best_or_none(self) -> float | None:
         return None if self._best == -math.inf else self._best
 
@@ -391,8 +402,7 @@ class ContinuousTrainer:
         """Train until ``seconds`` pass or the cycle ends (at least one step), or ``cancel``."""
         assert self.config is not None and self._sampler is not None
         cycle = self.cycle_seconds()
-        fresh = self._cycles == 0 and self.parent is None  # a new model's first cycle
-        peak = self.config.learning_rate * (1.0 if fresh else FINETUNE_LR_SCALE)
+        peak = self.peak_rate()
         start = self.clock()
         end = start + min(seconds, cycle - self._cycle_time)
         steps = 0
