@@ -201,8 +201,7 @@ class ContinuousTrainer:
                 self._use_model(_starting_model(self.model, self.spec.channels,
                                                 project.num_classes, self.config))
             elif relabelled:  # the loss changed: a new step, same weights and optimizer
-                self._train_step, self._predict = _compiled_functions(
-                    self.model, self._optimizer, self.config)
+                self._compile()
         assert self.spec is not None and self.config is not None and self.model is not None
         config = self.config
         images = training_set.normalised(self.spec)
@@ -335,9 +334,13 @@ class ContinuousTrainer:
         self._fresh = fresh
         self._optimizer = keras.optimizers.AdamW(learning_rate=self.config.learning_rate,
                                                  weight_decay=self.config.weight_decay)
-        self._train_step, self._predict = _compiled_functions(model, self._optimizer,
-                                                              self.config)
+        self._compile()
         self._cycles, self._cycle_time = 0, 0.0
+
+    def _compile(self) -> None:
+        """The training step and predictor of the model, its optimizer and the config."""
+        self._train_step, self._predict = _compiled_functions(self.model, self._optimizer,
+                                                              self.config)
 
     # -- one slice -------------------------------------------------------------------------
 
