@@ -297,17 +297,16 @@ class ContinuousTrainer:
         if previous is not None:
             self.spec = InputSpec.from_sidecar(previous[1])
             self.parent = project.current_model
-            self.reasons = recipe.continuing(project.current_model).reasons
+            self.reasons = recipe.continuing(project.current_model).model_reasons
             model = _starting_model(previous[0], self.spec.channels, project.num_classes,
                                     self.config)
         else:
             per_channel = bool(self.overrides.get("per_channel", recipe.per_channel))
             self.spec = InputSpec(training_set.channels, per_channel)
-            self.reasons = recipe.reasons
+            self.reasons = recipe.model_reasons
             model = _starting_model(None, self.spec.channels, project.num_classes, self.config)
-        self._labels = label_choices(training_set.masks, project.num_classes)
-        self.reasons = ("continuous learning",
-                        *(r for r in self.reasons if r not in self._labels.reasons))
+        self._labels = recipe.labels
+        self.reasons = ("continuous learning", *self.reasons)
         self._use_model(model, fresh=previous is None)
 
     def _follow_labels(self, masks: Sequence[np.ndarray], num_classes: int) -> bool:

@@ -75,19 +75,59 @@ at the full rate (bench/README, "The window's training and Ctrl+T")."""
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelChoices:
+    """The recipe's decisions that follow the labels alone (not the images or the device):
+    what a model that keeps training while labels grow re-decides on every new mask
+    (segtool/ml/continuous.py)."""
+
+    class_weights: tuple[float, ...] | None
+    rotations: bool
+    reasons: tuple[str, ...]  # the weights' line and the turns' line
+
+    def differs(self, other: LabelChoices | None) -> bool:
+        """Whether training should change from ``other`` to these choices: the turns
+        differ, weights came or went, or some class's weight moved by more than
+        ``WEIGHT_CHANGE`` of its value (small drifts as labels grow do not recompile)."""
+        if other is None or self.rotations != other.rotations:
+            return True
+        if (self.class_weights is None) != (other.class_weights is None):
+            return True
+        if self.class_weights is None:
+            return False
+        new, old = np.asarray(self.class_weights), np.asarray(other.class_weights)
+        return new.shape != old.shape or bool(np.any(np.abs(new - old) > WEIGHT_CHANGE * old))
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
-    """What a training run does, and why (``reasons``: one line per decision)."""
+    """What a training run does, and why (``reasons``: one line per decision).
+
+    ``labels`` holds the choices that follow the labels alone, with their reasons;
+    ``model_reasons`` the reasons for the rest (patch, model, normalisation, rate), which a
+    model keeps for its life while its labels grow (segtool/ml/continuous.py)."""
 
     patch_size: int = 64
     batch_size: int = 16
     depth: int = 3
     base_filters: int = 8
-    class_weights: tuple[float, ...] | None = None
-    rotations: bool = True
+    labels: LabelChoices = LabelChoices(None, True, ())
     per_channel: bool = False
     ema: bool = False
     learning_rate_scale: float = 1.0
-    reasons: tuple[str, ...] = ()
+    model_reasons: tuple[str, ...] = ()
+
+    @property
+    def class_weights(self) -> tuple[float, ...] | None:
+        return self.labels.class_weights
+
+    @property
+    def rotations(self) -> bool:
+        return self.labels.rotations
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every decision's reason: the model's, then the labels'."""
+        return (*self.model_reasons, *self.labels.reasons)
 
     def config_fields(self) -> dict[str, object]:
         """The TrainConfig fields this recipe sets."""
@@ -104,15 +144,16 @@ class Recipe:
     def continuing(self, parent: str) -> Recipe:
         """This recipe continuing ``parent``: the model keeps its own architecture and input
         normalisation, so the reasons about those give way to one that says so."""
-        kept = (r for r in self.reasons if not r.startswith(("U-Net", "per-channel", "channels")))
-        return dataclasses.replace(self, reasons=(
+        kept = (r for r in self.model_reasons
+                if not r.startswith(("U-Net", "per-channel", "channels")))
+        return dataclasses.replace(self, model_reasons=(
             f"continues {parent}: its architecture and input normalisation", *kept))
 
     def fine_tuning(self, parent: str) -> Recipe:
         """This recipe fine-tuning ``parent`` (Ctrl+T): continuing it, at a lower peak rate."""
         continued = self.continuing(parent)
-        first, *rest = continued.reasons
-        return dataclasses.replace(continued, learning_rate_scale=FINETUNE_LR_SCALE, reasons=(
+        first, *rest = continued.model_reasons
+        return dataclasses.replace(continued, learning_rate_scale=FINETUNE_LR_SCALE, model_reasons=(
             first, f"learning rate peaks at {FINETUNE_LR_SCALE:.2g} of a new model's: fine-tuning",
             *rest))
 
@@ -259,35 +300,10 @@ def choose_recipe(
     reasons = (
         f"patch {patch} px, batch {batch}: sees {PATCH_CONTEXT:.0%} of the median short side",
         f"U-Net depth {depth}, {width} filters: {steps_per_second:.1f} reference steps/s",
-        *labels.reasons,
         "per-channel normalisation" if per_channel else "channels normalised together",
     )
-    return Recipe(patch, batch, depth, width, labels.class_weights, labels.rotations,
-                  per_channel, USE_EMA, reasons=reasons)
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelChoices:
-    """The recipe's decisions that follow the labels alone (not the images or the device):
-    what a model that keeps training while labels grow re-decides on every new mask
-    (segtool/ml/continuous.py)."""
-
-    class_weights: tuple[float, ...] | None
-    rotations: bool
-    reasons: tuple[str, str]
-
-    def differs(self, other: LabelChoices | None) -> bool:
-        """Whether training should change from ``other`` to these choices: the turns
-        differ, weights came or went, or some class's weight moved by more than
-        ``WEIGHT_CHANGE`` of its value (small drifts as labels grow do not recompile)."""
-        if other is None or self.rotations != other.rotations:
-            return True
-        if (self.class_weights is None) != (other.class_weights is None):
-            return True
-        if self.class_weights is None:
-            return False
-        new, old = np.asarray(self.class_weights), np.asarray(other.class_weights)
-        return new.shape != old.shape or bool(np.any(np.abs(new - old) > WEIGHT_CHANGE * old))
+    return Recipe(patch, batch, depth, width, labels, per_channel, USE_EMA,
+                  model_reasons=reasons)
 
 
 def label_choices(masks: Sequence[np.ndarray], num_classes: int) -> LabelChoices:
