@@ -126,3 +126,47 @@ def test_class_weights_follow_what_the_user_paints(qtbot, window_on, make_projec
     thread = window.continuous.thread
     window.close()
     qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
+
+
+def test_a_broken_mask_is_reported_once_and_learning_resumes_once_fixed(
+        qtbot, make_project, monkeypatch):
+    """A mask file that cannot be read (another program wrote it) stops learning with one
+    message naming the file, not one at every look; the masks are not read again until a
+    mask file changes; a good mask saved over it lets learning go on."""
+    from segtool.gui.workers import continuous as worker
+    from segtool.ml import session
+
+    monkeypatch.setattr(worker, "WAIT_S", 0.05)  # the worker looks again often
+    reads, looks = [], []
+    collect = session.collect_training_set
+    monkeypatch.setattr(continuous, "collect_training_set",
+                        lambda *args, **kwargs: reads.append(1) or collect(*args, **kwargs))
+    run_slice = continuous.ContinuousTrainer.run_slice
+    monkeypatch.setattr(continuous.ContinuousTrainer, "run_slice",
+                        lambda self, *args, **kwargs: looks.append(1)
+                        or run_slice(self, *args, **kwargs))
+    project = make_project(n_images=2, size=SIZE)
+    good = np.zeros((SIZE, SIZE), np.uint8)
+    good[5:20, 5:20] = 1
+    project.save_mask("img-1", good)
+    broken = project.mask_path("img-2")
+    broken.write_bytes(b"not a png")
+    thread = worker.ContinuousThread(project.root, TINY, slice_seconds=0.5)
+    failures: list[str] = []
+    thread.failed.connect(failures.append)
+    try:
+        with qtbot.waitSignal(thread.failed, timeout=60_000):
+            thread.start()
+        qtbot.waitUntil(lambda: len(looks) >= 10, timeout=30_000)
+        assert len(failures) == 1 and str(broken) in failures[0]
+        assert "not a PNG" in failures[0]
+        assert len(reads) == 1  # looked ten times, read the masks once
+
+        project.save_mask("img-2", good)
+        with qtbot.waitSignal(thread.slice_done, timeout=60_000,
+                              check_params_cb=lambda report: report.labelled_images == 2):
+            thread.labels_saved()
+        assert len(failures) == 1
+    finally:
+        thread.stop(30_000)
+        qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)

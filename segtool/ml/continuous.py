@@ -152,6 +152,7 @@ class ContinuousTrainer:
         self.device = ""  # what configure_devices said, for the sidecar
         self.total_steps = 0
         self._key: tuple | None = None
+        self._failure: tuple[tuple, SegtoolError] | None = None  # labels key, its error
         self._optimizer: object | None = None
         self._train_step: Callable | None = None
         self._predict: Callable | None = None
@@ -357,8 +358,14 @@ class ContinuousTrainer:
         key = self._labels_key(project)
         new_labels = key != self._key
         if new_labels:
-            self._rebuild(project)
-            self._key = key
+            if self._failure is not None and self._failure[0] == key:
+                raise self._failure[1].with_traceback(None)  # the same masks: not read again
+            try:
+                self._rebuild(project)
+            except SegtoolError as error:
+                self._failure = (key, error)
+                raise
+            self._key, self._failure = key, None
         labelled = len(set(self._training_set.stems))
         if not new_labels and self._stale >= IDLE_AFTER_CYCLES:
             return SliceReport(0, self.total_steps, self._best_or_none(), self._baseline_iou,

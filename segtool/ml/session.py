@@ -242,7 +242,7 @@ def collect_training_set(
     if problems:
         listing = "\n  ".join(problems)
         raise SegtoolError(
-            f"cannot train: {len(problems)} mask(s) do not fit their images:\n  {listing}",
+            f"cannot train: {len(problems)} mask file(s) cannot be used:\n  {listing}",
             project.root,
         )
     if not pairs:

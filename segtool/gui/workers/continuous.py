@@ -28,7 +28,8 @@ class ContinuousThread(BackgroundThread):
     when a better model was saved under models/ (the window makes it current: one writer of
     segtool.json), ``state(text)`` ("loading TensorFlow", "learning", "waiting for new
     labels", "paused"), ``device_ready(description)``, ``failed(message)`` for a problem the
-    user must fix (a mask that does not fit): the worker then waits for the labels to change.
+    user must fix (a mask that does not fit), once: the worker then waits for the masks to
+    change (reading them again only when a mask file changes).
     ``pause()``/``resume()`` make room for a Ctrl+T run; ``labels_saved()`` wakes a waiting
     worker at once.
     """
@@ -89,7 +90,7 @@ class ContinuousThread(BackgroundThread):
             trainer = ContinuousTrainer(self.project_root, self.config_overrides)
             trainer.device = device
             seconds = self.slice_seconds or SLICE_S
-            shown = ""
+            shown = reported = ""
             while not self.aborted():
                 if self._paused.is_set():
                     shown = self._show("paused", shown)
@@ -102,10 +103,13 @@ class ContinuousThread(BackgroundThread):
                     self._wait()
                     continue
                 except SegtoolError as error:
-                    self.failed.emit(str(error))
+                    if str(error) != reported:  # once, not at every look
+                        reported = str(error)
+                        self.failed.emit(reported)
                     shown = self._show("waiting for the labels to be fixed", shown)
                     self._wait()
                     continue
+                reported = ""
                 self.slice_done.emit(report)
                 if report.published is not None:
                     self.published.emit(report.published.name)
