@@ -197,3 +197,42 @@ def test_class_weights_follow_the_labels_as_they_grow(make_project):
     from segtool.ml.recipe import FINETUNE_LR_SCALE
 
     assert trainer.peak_rate() == pytest.approx(FINETUNE_LR_SCALE * trainer.config.learning_rate)
+
+
+def test_a_deleted_class_starts_a_new_model(make_project, monkeypatch):
+    """After a class is deleted the classes above it move down one, so the trained model's
+    outputs no longer mean the project's classes: learning goes on with a new model of the
+    project's classes (as Ctrl+T trains from scratch then), in the trainer that was running
+    and in one started afterwards on the old model, which is no longer continued."""
+    import numpy as np
+
+    from segtool.core.classes import delete_class
+    from segtool.ml.unet import model_classes
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end publishes
+    project = make_project(n_images=2, size=SIZE)
+    project.add_class("third")
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[5:20, 5:20] = 1
+    mask[30:40, 30:40] = 2
+    project.save_mask("img-1", mask)
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    first = trainer.run_slice(0.3)
+    assert first.published is not None and model_classes(trainer.model) == 3
+    Project.open(project.root).set_current_model(first.published.name)
+
+    delete_class(Project.open(project.root), 1)  # "third" becomes class 1
+    report = trainer.run_slice(0.3)
+    assert report.new_labels and report.steps > 0
+    assert model_classes(trainer.model) == 2
+    assert trainer.config.class_weights is None or len(trainer.config.class_weights) == 2
+    assert report.published is not None
+    from segtool.ml.modelfile import load_model
+
+    published, sidecar = load_model(report.published)  # a model the window can use
+    assert model_classes(published) == len(sidecar["classes"]) == 2
+
+    again = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    assert again.run_slice(0.3).steps > 0  # the 3-class current model is not continued
+    assert model_classes(again.model) == 2 and again.parent is None

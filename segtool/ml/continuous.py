@@ -52,6 +52,7 @@ from segtool.ml.recipe import FINETUNE_LR_SCALE, LabelChoices, choose_recipe, la
 from segtool.ml.session import (
     InputSpec,
     collect_training_set,
+    continuable,
     load_current_model,
     model_sidecar,
     moved,
@@ -194,6 +195,10 @@ class ContinuousTrainer:
         """New training data, sampler and held-out pixels; the model only when there is
         none yet or classes were added (its head widened)."""
         training_set = collect_training_set(project)
+        if self.model is not None and model_classes(self.model) > project.num_classes:
+            # A class was deleted: the model's outputs no longer mean the project's classes.
+            log.info("continuous learning starts a new model: a class was deleted")
+            self.model = None
         if self.model is None:
             self._create_model(project, training_set)
         else:
@@ -289,6 +294,8 @@ class ContinuousTrainer:
                 previous = load_current_model(project, channels=training_set.channels)
             except SegtoolError as error:
                 log.warning("continuous learning starts a new model: %s", error.problem)
+            if previous is not None and continuable(previous[0], project.num_classes) is None:
+                previous = None
         recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                                training_set.per_channel, reference_steps_per_second(),
                                NOMINAL_BUDGET_S)

@@ -396,7 +396,7 @@ def train_project(
                 raise
             log.warning("current model unusable; training from scratch without comparing")
     if previous is not None and not from_scratch:
-        initial_model = _initial_model(previous[0], project.num_classes)
+        initial_model = continuable(previous[0], project.num_classes)
     overrides = dict(config_overrides or {})
     speed = reference_steps_per_second()
     left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
@@ -628,8 +628,10 @@ def _model_width(model: object) -> int:
     return int(convs[0].filters) if convs else 0
 
 
-def _initial_model(model: object, num_classes: int) -> object | None:
-    """The model to continue from (train_model widens a smaller head), or None."""
+def continuable(model: object, num_classes: int) -> object | None:
+    """``model`` if training can continue from it (train_model widens a smaller head), or
+    None when it predicts more classes than the project has (a class was deleted: its
+    outputs no longer mean the project's classes)."""
     outputs = int(model.output_shape[-1])  # type: ignore[attr-defined]
     if outputs <= num_classes:
         return model
