@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from test_session import SIZE, TINY
@@ -236,3 +237,38 @@ def test_a_deleted_class_starts_a_new_model(make_project, monkeypatch):
     again = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
     assert again.run_slice(0.3).steps > 0  # the 3-class current model is not continued
     assert model_classes(again.model) == 2 and again.parent is None
+
+
+def test_a_full_disk_when_publishing_names_the_file_and_learning_goes_on(
+        make_project, monkeypatch):
+    """Saving a better model on a full disk raises PublishError naming the model file,
+    leaves nothing half-written under models/, and the next better model is saved once
+    there is room."""
+    import errno
+    import os
+
+    import numpy as np
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end publishes
+    project = make_project(n_images=2, size=SIZE)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[5:30, 5:30] = 1
+    project.save_mask("img-1", mask)
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(continuous.PublishError) as raised:
+        trainer.run_slice(0.3)
+    error = raised.value
+    assert error.problem == "cannot save the new model: No space left on device"
+    assert error.path is not None and Path(error.path).parent == project.models_dir
+    assert not list(project.models_dir.iterdir())  # no model, sidecar or temporary file
+
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    report = trainer.run_slice(0.3)
+    assert report.published is not None and read_sidecar(report.published)["trained_on"]

@@ -10,6 +10,7 @@ from qt_events import drag
 from test_session import SIZE, TINY
 from window_helpers import window_on_fixture  # noqa: F401
 
+from segtool.core.lock import ProjectLock
 from segtool.core.masks import UNLABELLED
 from segtool.core.models import read_sidecar
 from segtool.core.synthetic import nuclei_image
@@ -151,6 +152,9 @@ def test_a_broken_mask_is_reported_once_and_learning_resumes_once_fixed(
     project.save_mask("img-1", good)
     broken = project.mask_path("img-2")
     broken.write_bytes(b"not a png")
+    # The window holds the project's lock while it is open: the worker's looks (each opens
+    # the project) then leave the temporary files of the window's saves alone.
+    lock = ProjectLock.acquire(project.root, "the test's window")
     thread = worker.ContinuousThread(project.root, TINY, slice_seconds=0.5)
     failures: list[str] = []
     thread.failed.connect(failures.append)
@@ -168,5 +172,52 @@ def test_a_broken_mask_is_reported_once_and_learning_resumes_once_fixed(
             thread.labels_saved()
         assert len(failures) == 1
     finally:
+        thread.stop(30_000)
+        qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
+        lock.release()
+
+
+def test_a_full_disk_is_reported_once_and_learning_goes_on(qtbot, make_project, monkeypatch):
+    """Better models that cannot be saved (a full disk) give one message, not one a cycle;
+    the worker keeps learning and saves the next better model once there is room."""
+    import errno
+    import os
+
+    from segtool.gui.workers import continuous as worker
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end tries to publish
+    monkeypatch.setattr(continuous, "FIRST_CYCLE_S", 0.3)
+    monkeypatch.setattr(continuous, "CYCLE_S", 0.3)
+    attempts: list[int] = []
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        attempts.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    project = make_project(n_images=2, size=SIZE)
+    good = np.zeros((SIZE, SIZE), np.uint8)
+    good[5:30, 5:30] = 1
+    project.save_mask("img-1", good)
+    monkeypatch.setattr(os, "fsync", full)
+    thread = worker.ContinuousThread(project.root, TINY, slice_seconds=0.3)
+    failures: list[str] = []
+    states: list[str] = []
+    thread.failed.connect(failures.append)
+    thread.state.connect(states.append)
+    try:
+        thread.start()
+        qtbot.waitUntil(lambda: len(attempts) >= 3, timeout=60_000)  # three models unsaved
+        assert len(failures) == 1 and "No space left on device" in failures[0]
+        assert str(project.models_dir) in failures[0]
+        assert "learning (its last model could not be saved)" in states
+        assert not list(project.models_dir.iterdir())
+
+        with qtbot.waitSignal(thread.published, timeout=60_000):
+            monkeypatch.setattr(os, "fsync", real_fsync)
+        assert len(failures) == 1
+    finally:
+        monkeypatch.setattr(os, "fsync", real_fsync)
         thread.stop(30_000)
         qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)

@@ -69,3 +69,15 @@ def test_leftovers_stay_while_another_process_holds_the_project(make_project):
         holder.wait(timeout=30)
     Project.open(project.root)
     assert [p for p in leftovers if p.exists()] == []
+
+
+def test_a_read_only_open_leaves_them_to_a_writer(make_project):
+    """Opening to read only (``segtool export``, continuous learning's looks at the labels)
+    writes nothing, not even this clean-up, which is a writer's job: continuous learning
+    looks at the labels every few seconds while the window saves masks."""
+    project = make_project(n_images=1, size=32)
+    leftovers, _ = _leave_leftovers(project)
+    Project.open(project.root, read_only="this command only reads the project")
+    assert all(p.exists() for p in leftovers)
+    Project.open(project.root)
+    assert [p for p in leftovers if p.exists()] == []

@@ -227,7 +227,7 @@ class Project:
         if folder.name == PROJECT_FILE and folder.is_file():
             folder = folder.parent
         file = folder / PROJECT_FILE
-        if file.is_file():
+        if file.is_file() and read_only is None:
             recover_if_idle(folder)  # a class deletion or writes a killed segtool left undone
         stamp = file_stamp(file)  # before reading: a change meanwhile is caught at save
         try:

@@ -85,8 +85,17 @@ FIRST_CYCLE_S = 15.0
 """Seconds of training in a new trainer's first learning-rate cycle (its first proposal)."""
 CYCLE_S = 60.0
 """Cycles double from ``FIRST_CYCLE_S`` up to this many seconds of training."""
+READS_LABELS = "continuous learning only reads the labels (and saves models under models/)"
+"""Why the trainer opens the project read-only: it never writes segtool.json, masks or
+records, nor clears what an interrupted write left (the window, which holds the project's
+lock, does that)."""
 MIN_GAIN = 1e-3
 """A score must beat the best so far by this much to count as learning."""
+
+
+class PublishError(SegtoolError):
+    """A better model could not be saved (a full disk): learning goes on, and the next
+    better model is saved when there is room."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,7 +367,7 @@ class ContinuousTrainer:
 
         Raises SegtoolError when nothing is labelled or a mask does not fit its image.
         """
-        project = Project.open(self.project_root)
+        project = Project.open(self.project_root, read_only=READS_LABELS)
         if project.current_model not in (self._baseline_name, self._published_name):
             self._load_baseline(project)  # first slice, or the user chose another model
             self._key = None  # rescore on fresh held-out pixels
@@ -483,7 +492,11 @@ class ContinuousTrainer:
             parent=self._published_name or self._baseline_name, calibration=calibration,
             shift=candidate.shift)
         path = new_model_path(project)
-        save_model(model, path, sidecar)
+        try:
+            save_model(model, path, sidecar)
+        except OSError as error:  # a full disk: said once in the window; learning goes on
+            raise PublishError(f"cannot save the new model: {error.strerror or error}",
+                               path) from error
         self._last_publish = self.clock()
         self._baseline = (model, self.spec, candidate.predict)
         self._baseline_unmoved = False  # published the way every candidate is

@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from segtool.core.atomic import atomic_write_text, process_umask
+from segtool.core.atomic import atomic_write_text, named_error, process_umask
 from segtool.core.errors import SegtoolError
 from segtool.core.models import read_sidecar, sidecar_path
 from segtool.ml.backend import keras
@@ -60,6 +60,7 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], sidecar: dict) 
 
     Raises:
         ValueError: ``path`` does not end in ``.keras``, or ``sidecar`` is not JSON-serialisable.
+        OSError: the disk is full or the folder not writable; it names ``path``.
     """
     target = Path(path)
     if target.suffix.lower() != MODEL_SUFFIX:
@@ -78,11 +79,18 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], sidecar: dict) 
         _fsync_file(temporary)
         os.replace(temporary, target)
         _fsync_directory(target.parent)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename != os.fspath(target):
+            raise named_error(error, target) from error  # the file the user knows
         raise
-    atomic_write_text(sidecar_path(target), sidecar_text + "\n")
+    try:
+        atomic_write_text(sidecar_path(target), sidecar_text + "\n")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)  # a model without its sidecar is of no use to anyone
+        raise
     log.info("saved model %s", target)
 
 

@@ -28,8 +28,10 @@ class ContinuousThread(BackgroundThread):
     when a better model was saved under models/ (the window makes it current: one writer of
     segtool.json), ``state(text)`` ("loading TensorFlow", "learning", "waiting for new
     labels", "paused"), ``device_ready(description)``, ``failed(message)`` for a problem the
-    user must fix (a mask that does not fit), once: the worker then waits for the masks to
-    change (reading them again only when a mask file changes).
+    user must fix, once: a mask that does not fit (the worker then waits for the masks to
+    change, reading them again only when a mask file changes), or a better model that could
+    not be saved (a full disk: learning goes on, and the next better model is saved when
+    there is room).
     ``pause()``/``resume()`` make room for a Ctrl+T run; ``labels_saved()`` wakes a waiting
     worker at once.
     """
@@ -81,7 +83,7 @@ class ContinuousThread(BackgroundThread):
         try:
             self.state.emit("loading TensorFlow")
             load_tensorflow_quietly()
-            from segtool.ml.continuous import SLICE_S, ContinuousTrainer
+            from segtool.ml.continuous import SLICE_S, ContinuousTrainer, PublishError
             from segtool.ml.device import configure_devices
             from segtool.ml.session import NothingLabelledError
 
@@ -90,7 +92,7 @@ class ContinuousThread(BackgroundThread):
             trainer = ContinuousTrainer(self.project_root, self.config_overrides)
             trainer.device = device
             seconds = self.slice_seconds or SLICE_S
-            shown = reported = ""
+            shown = reported = unsaved = ""
             while not self.aborted():
                 if self._paused.is_set():
                     shown = self._show("paused", shown)
@@ -98,6 +100,12 @@ class ContinuousThread(BackgroundThread):
                     continue
                 try:
                     report = trainer.run_slice(seconds, cancel=self._interrupted)
+                except PublishError as error:  # a full disk: learning goes on
+                    if error.problem != unsaved:  # once, until a model is saved again
+                        unsaved = error.problem
+                        self.failed.emit(str(error))
+                    shown = self._show("learning (its last model could not be saved)", shown)
+                    continue
                 except NothingLabelledError:
                     shown = self._show("waiting for labels", shown)
                     self._wait()
@@ -112,6 +120,7 @@ class ContinuousThread(BackgroundThread):
                 reported = ""
                 self.slice_done.emit(report)
                 if report.published is not None:
+                    unsaved = ""
                     self.published.emit(report.published.name)
                 if report.idle:
                     shown = self._show("waiting for new labels", shown)
