@@ -332,6 +332,28 @@ class Project:
         record = self._record(stem)
         return self.masks_dir / (f"{stem}.nii.gz" if "slices" in record else f"{stem}.png")
 
+    def mask_stamps(self) -> dict[str, FileStamp]:
+        """The stamp (:func:`file_stamp`) of every saved mask of the project's images, by
+        stem: one listing of masks/, not a look per image (a project of 100,000 images has
+        few masks; continuous learning asks every few seconds)."""
+        stamps: dict[str, FileStamp] = {}
+        try:
+            entries = list(os.scandir(self.masks_dir))
+        except FileNotFoundError:
+            return stamps
+        for entry in entries:
+            name = entry.name
+            stem = name[:-7] if name.endswith(".nii.gz") else name[:-4] if name.endswith(
+                ".png") else None
+            if stem is None or stem not in self._images or self.mask_path(stem).name != name:
+                continue  # not a mask of one of the project's images
+            try:
+                info = entry.stat()
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            stamps[stem] = (info.st_ino, info.st_size, info.st_mtime_ns)
+        return stamps
+
     # --- volumes ------------------------------------------------------------------------
 
     def is_volume(self, stem: str) -> bool:

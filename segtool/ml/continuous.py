@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from segtool.core.errors import SegtoolError
-from segtool.core.project import Project, file_stamp
+from segtool.core.project import PROJECT_FILE, Project, file_stamp
+from segtool.core.store import STORE_FILE
 from segtool.ml.adaptation import StatisticsShift, declined, shift_statistics
 from segtool.ml.backend import keras
 from segtool.ml.calibration import Calibration, calibrate_model
@@ -144,8 +145,9 @@ def _stable_rng(stem: str, index: int, mask: np.ndarray) -> np.random.Generator:
 class ContinuousTrainer:
     """Trains the project's model in slices (see the module docstring).
 
-    Use from one thread; ``project_root`` is reopened at every look at the labels, so
-    classes and masks saved by the window are seen. Nothing is written but published models.
+    Use from one thread. Every look at the labels lists masks/ and reopens ``project_root``
+    (read-only) when segtool.json or the image store changed, so classes, images and masks
+    saved by the window are seen. Nothing is written but published models.
     """
 
     def __init__(self, project_root: Path, overrides: dict | None = None,
@@ -162,6 +164,8 @@ class ContinuousTrainer:
         self.device = ""  # what configure_devices said, for the sidecar
         self.total_steps = 0
         self._key: tuple | None = None
+        self._project: Project | None = None  # the last look's, with the stamps it was read at
+        self._project_stamps: tuple = ()
         self._failure: tuple[tuple, SegtoolError] | None = None  # labels key, its error
         self._optimizer: object | None = None
         self._train_step: Callable | None = None
@@ -193,12 +197,17 @@ class ContinuousTrainer:
     # -- the labels -----------------------------------------------------------------------
 
     def _labels_key(self, project: Project) -> tuple:
-        stamps = []
-        for stem in project.image_names():
-            stamp = file_stamp(project.mask_path(stem))
-            if stamp is not None:
-                stamps.append((stem, stamp))
-        return (project.num_classes, tuple(stamps))
+        return (project.num_classes, tuple(sorted(project.mask_stamps().items())))
+
+    def _open_project(self) -> Project:
+        """The project as saved: opened again only when segtool.json or the image store
+        changed since the last look (opening a project of 100,000 images takes a second)."""
+        root = self.project_root
+        stamps = (file_stamp(root / PROJECT_FILE), file_stamp(root / STORE_FILE))
+        if self._project is None or stamps != self._project_stamps:
+            self._project = Project.open(root, read_only=READS_LABELS)
+            self._project_stamps = stamps
+        return self._project
 
     def _rebuild(self, project: Project) -> None:
         """New training data, sampler and held-out pixels; the model only when there is
@@ -367,7 +376,7 @@ class ContinuousTrainer:
 
         Raises SegtoolError when nothing is labelled or a mask does not fit its image.
         """
-        project = Project.open(self.project_root, read_only=READS_LABELS)
+        project = self._open_project()
         if project.current_model not in (self._baseline_name, self._published_name):
             self._load_baseline(project)  # first slice, or the user chose another model
             self._key = None  # rescore on fresh held-out pixels
