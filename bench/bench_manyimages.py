@@ -12,7 +12,10 @@ files, and extrapolated. Then, each in a fresh process where it says so:
 * a status change (``Project.set_status``: one row of segtool.sqlite), p50/p95 of 20;
 * ``segtool info`` (fresh process);
 * the main window opened on the project (offscreen, first image shown), and switching images
-  (``open_image`` of the next image, saving nothing), p50/p95 of 30.
+  (``open_image`` of the next image, saving nothing), p50/p95 of 30;
+* continuous learning's look at the labels, which starts each of its slices (every 5 s while
+  it learns, every 2 s while it waits), with 20 masks saved, p50/p95 of 20, against the
+  look as it was before (the project opened again and a stat per image).
 
 Goals (issue 12): opening <= 3 s; switching and status changes <= 50 ms p95.
 
@@ -103,7 +106,36 @@ def child(kind: str, root: Path) -> dict:
             times.append(time.perf_counter() - start)
         window.close()
         return {"window": opened, "switch": times}
+    if kind == "look":
+        return _looks(root)
     raise ValueError(kind)
+
+
+def _looks(root: Path, masks: int = 20, repeats: int = 20) -> dict:
+    """Continuous learning's look at the labels (each slice's first step) on the project
+    with ``masks`` saved masks, against the look as it was until 2026-12-07 (the project
+    opened again and every image's mask path looked up, each time)."""
+    from segtool.core.project import Project, file_stamp
+    from segtool.ml.continuous import ContinuousTrainer
+
+    project = Project.open(root)
+    for stem in project.image_names()[:masks]:
+        project.save_mask(stem, np.ones((16, 16), np.uint8))
+    trainer = ContinuousTrainer(root)
+    trainer.look()  # the first look opens the project
+    looks, before = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, key = trainer.look()
+        looks.append(time.perf_counter() - start)
+    assert len(key[1]) == masks
+    for _ in range(3):
+        start = time.perf_counter()
+        opened = Project.open(root, read_only="bench")
+        stamps = [(s, file_stamp(opened.mask_path(s))) for s in opened.image_names()]
+        before.append(time.perf_counter() - start)
+    assert sum(stamp is not None for _, stamp in stamps) == masks
+    return {"look": looks, "look_before": before}
 
 
 def timed_cli(*args: str) -> float:
@@ -147,6 +179,7 @@ def main(argv: list[str]) -> int:
         opened = run_child("open", root)
         info = timed_cli("info", str(root))
         window = run_child("window", root)
+        looks = run_child("look", root)
     print(f"{args.images:,} images; format 1 segtool.json {size / 1e6:.1f} MB (built in "
           f"{built:.0f} s)")
     print(f"first open, moving the records into the store: {migrated['migrate']:.2f} s; then "
@@ -160,6 +193,10 @@ def main(argv: list[str]) -> int:
     print(f"main window opened, first image shown: {window['window']:.2f} s (goal <= 3 s)")
     print(f"switching images: p50 {statistics.median(window['switch']) * 1e3:.0f} ms, "
           f"p95 {percentile(window['switch'], 0.95) * 1e3:.0f} ms (goal <= 50 ms)")
+    look, before = statistics.median(looks["look"]), statistics.median(looks["look_before"])
+    print(f"continuous learning's look at the labels (20 masks): p50 {look * 1e3:.1f} ms, "
+          f"p95 {percentile(looks['look'], 0.95) * 1e3:.1f} ms; as it looked before "
+          f"2026-12-07 (open and a stat per image): {before:.2f} s ({before / look:.0f}x)")
     print(f"load after: {loadavg()}")
     return 0
 

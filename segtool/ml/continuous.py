@@ -196,18 +196,19 @@ class ContinuousTrainer:
 
     # -- the labels -----------------------------------------------------------------------
 
-    def _labels_key(self, project: Project) -> tuple:
-        return (project.num_classes, tuple(sorted(project.mask_stamps().items())))
-
-    def _open_project(self) -> Project:
-        """The project as saved: opened again only when segtool.json or the image store
-        changed since the last look (opening a project of 100,000 images takes a second)."""
+    def look(self) -> tuple[Project, tuple]:
+        """The project as saved, and the key of its labels (its classes and the stamp of
+        every saved mask): what each slice starts with. The project is opened again only
+        when segtool.json or the image store changed since the last look (opening one of
+        100,000 images takes a second or more), and masks/ is listed once, not looked up
+        image by image (bench_manyimages.py)."""
         root = self.project_root
         stamps = (file_stamp(root / PROJECT_FILE), file_stamp(root / STORE_FILE))
         if self._project is None or stamps != self._project_stamps:
             self._project = Project.open(root, read_only=READS_LABELS)
             self._project_stamps = stamps
-        return self._project
+        project = self._project
+        return project, (project.num_classes, tuple(sorted(project.mask_stamps().items())))
 
     def _rebuild(self, project: Project) -> None:
         """New training data, sampler and held-out pixels; the model only when there is
@@ -376,11 +377,10 @@ class ContinuousTrainer:
 
         Raises SegtoolError when nothing is labelled or a mask does not fit its image.
         """
-        project = self._open_project()
+        project, key = self.look()
         if project.current_model not in (self._baseline_name, self._published_name):
             self._load_baseline(project)  # first slice, or the user chose another model
             self._key = None  # rescore on fresh held-out pixels
-        key = self._labels_key(project)
         new_labels = key != self._key
         if new_labels:
             if self._failure is not None and self._failure[0] == key:
