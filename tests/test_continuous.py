@@ -272,3 +272,35 @@ def test_a_full_disk_when_publishing_names_the_file_and_learning_goes_on(
     monkeypatch.setattr(os, "fsync", real_fsync)
     report = trainer.run_slice(0.3)
     assert report.published is not None and read_sidecar(report.published)["trained_on"]
+
+
+def test_a_published_model_not_yet_current_is_not_mistaken_for_the_users_choice(
+        make_project, monkeypatch):
+    """The window makes a published model current a moment after the trainer saved it; a
+    look in between sees the previous one still current. That is not the user going back
+    to it: the model to beat stays the newest. Going back later is."""
+    import numpy as np
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end publishes
+    project = make_project(n_images=2, size=SIZE)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[5:30, 5:30] = 1
+    project.save_mask("img-1", mask)
+    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    first = trainer.run_slice(0.3).published
+    assert first is not None
+    Project.open(project.root).set_current_model(first.name)  # the window adopts it
+    second = trainer.run_slice(0.3)
+    assert second.published is not None
+    newest = second.val_iou  # what was published, as scored
+    monkeypatch.setattr(continuous, "MIN_GAIN", 10.0)  # nothing is published from here on
+    lagging = trainer.run_slice(0.3)  # the window has not adopted the second one yet
+    assert not lagging.new_labels and lagging.current_iou == pytest.approx(newest)
+
+    Project.open(project.root).set_current_model(second.published.name)
+    assert trainer.run_slice(0.3).published is None
+    Project.open(project.root).set_current_model(first.name)  # the user goes back
+    back = trainer.run_slice(0.3)
+    assert back.new_labels  # rescored against the model the user chose
+    assert trainer._baseline_name == first.name

@@ -55,6 +55,14 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
         assert window.continuous.running and window.training_panel.continuous.isChecked()
     first = changed.args[0]
     assert window.project.current_model == first
+    # The Training panel plots the trainer's loss and held-out IoU per class as it learns.
+    panel = window.training_panel
+    assert panel.plots_owner == "continuous" and panel.curve_points() > 0
+    steps, ious = panel.iou_curves[0].getData()  # a class that is held out
+    assert len(steps) > 0 and all(0.0 <= v <= 1.0 for v in ious)
+    shown = float(panel.continuous_state.text().split("current model ")[1].split()[0])
+    published = read_sidecar(window.project.models_dir / first)["metrics"]["mean_val_iou"]
+    assert shown == pytest.approx(published, abs=1e-3)  # the model just made current
     assert first in window.models_panel.names()
     assert read_sidecar(window.project.models_dir / first)["trained_on"] == ["img-1"]
 
@@ -74,7 +82,12 @@ def test_learns_while_the_user_labels_and_the_toggle_survives_a_restart(
     with qtbot.waitSignal(window.training.run_finished, timeout=120_000):
         qtbot.keyClick(window.canvas.viewport(), Qt.Key_T, Qt.ControlModifier)
         assert window.training.running and thread.paused
+        assert panel.plots_owner == "run"
     assert not thread.paused and thread.isRunning()
+    with qtbot.waitSignal(thread.slice_done, timeout=60_000,  # the plots are its again
+                          check_params_cb=lambda report: report.steps > 0):
+        pass
+    qtbot.waitUntil(lambda: panel.plots_owner == "continuous", timeout=10_000)
     window.close()  # stops the worker (waiting for a step that is under way to end)
     qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
 

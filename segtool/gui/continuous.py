@@ -59,7 +59,7 @@ class ContinuousController(QObject):
             thread = ContinuousThread(self.training.project.root, self.config_overrides,
                                       self.slice_seconds)
             thread.state.connect(self.panel.set_continuous_state)
-            thread.slice_done.connect(self.panel.show_continuous_slice)
+            thread.slice_done.connect(self._slice_done)
             thread.device_ready.connect(self.panel.set_device)
             thread.published.connect(self._adopt)
             thread.failed.connect(self.failed.emit)
@@ -84,6 +84,11 @@ class ContinuousController(QObject):
         if thread is not None:
             thread.blockSignals(True)
             thread.stop(timeout_ms)
+
+    def _slice_done(self, report: object) -> None:
+        project = self.training.project
+        self.panel.show_continuous_slice(report, [c.name for c in project.classes],
+                                         project.colours)
 
     def _adopt(self, name: str) -> None:
         self.training.use_model(name)

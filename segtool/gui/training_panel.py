@@ -61,6 +61,7 @@ class TrainingPanel(QWidget):
                                    "replaces the current one (at most one every 30 s)")
         self.continuous_state = QLabel("continuous learning: off")
         self._continuous_state = "learning"  # what the worker last said it does
+        self._slice_figures: list[str] = []  # the last slice's steps and scores
         self.device_label = QLabel("device: not started")
         self.device_description: str | None = None  # what the last run reported
         self.progress = QProgressBar()
@@ -103,6 +104,7 @@ class TrainingPanel(QWidget):
         self._losses: list[float] = []
         self._ious: list[list[float]] = []
         self._val_steps: list[int] = []
+        self._plots: tuple[str, tuple[str, ...]] = ("", ())  # whose curves, which classes
         self.clock: Callable[[], float] = time.monotonic
         self._started = 0.0
         self._run_budget = float(DEFAULT_BUDGET_S)
@@ -118,10 +120,22 @@ class TrainingPanel(QWidget):
     def start(self, class_names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> None:
         """Reset the plots (curves and axes) for a new run with these classes and start
         counting down the budget."""
-        self._steps, self._losses, self._ious, self._val_steps = [], [], [], []
+        self._reset_plots(class_names, colours, "run")
         self._started = self.clock()
         self._run_budget = float(self.budget.value())
         self.phase = "starting"
+        self.message.setText("")
+        self.train_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self._show_time()
+        self.ticker.start()
+
+    def _reset_plots(self, class_names: Sequence[str],
+                     colours: Sequence[tuple[int, int, int]], owner: str) -> None:
+        """Empty curves for ``owner`` ("run": a Ctrl+T run; "continuous": continuous
+        learning), one IoU curve per class."""
+        self._steps, self._losses, self._ious, self._val_steps = [], [], [], []
+        self._plots = (owner, tuple(class_names))
         self.loss_curve.setData([], [])
         self.loss_plot.enableAutoRange()
         self.iou_plot.enableAutoRange(axis="x")
@@ -134,11 +148,6 @@ class TrainingPanel(QWidget):
                                symbolSize=5, symbolBrush=colour, symbolPen=None)
             for name, colour in zip(class_names, colours, strict=True)
         ]
-        self.message.setText("")
-        self.train_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self._show_time()
-        self.ticker.start()
 
     def set_phase(self, phase: str) -> None:
         """What the run is doing now ("loading TensorFlow", "reading 12 labelled images")."""
@@ -202,18 +211,48 @@ class TrainingPanel(QWidget):
         self.message.setText(f'<span style="color:{colour}">{message}</span>')
 
     def set_continuous_state(self, state: str) -> None:
-        """What continuous learning does ("learning", "waiting for new labels", "off")."""
+        """What continuous learning does ("learning", "waiting for new labels", "off"),
+        with the last slice's figures while it runs."""
         self._continuous_state = state
-        self.continuous_state.setText(f"continuous learning: {state}")
+        if state in ("off", "loading TensorFlow"):
+            self._slice_figures = []
+        self._show_continuous()
 
-    def show_continuous_slice(self, report: object) -> None:
-        """One slice's news: steps so far, the held-out score against the current model's."""
-        parts = [self._continuous_state, f"{report.total_steps} steps"]
+    def _show_continuous(self) -> None:
+        self.continuous_state.setText("continuous learning: " + " · ".join(
+            [self._continuous_state, *self._slice_figures]))
+
+    def show_continuous_slice(self, report: object, class_names: Sequence[str],
+                              colours: Sequence[tuple[int, int, int]]) -> None:
+        """One slice's news: steps so far, the held-out score against the current model's;
+        its loss and, at a cycle's end, its per-class IoU join the plots over the trainer's
+        steps (the plots are continuous learning's again after a Ctrl+T run, and start over
+        when the classes change). A run under way keeps its plots."""
+        current = report.val_iou if report.published is not None else report.current_iou
+        figures = [f"{report.total_steps} steps"]
         if report.val_iou is not None:
-            parts.append(f"val IoU {report.val_iou:.3f}")
-        if report.current_iou is not None:
-            parts.append(f"current model {report.current_iou:.3f}")
-        self.continuous_state.setText("continuous learning: " + " · ".join(parts))
+            figures.append(f"val IoU {report.val_iou:.3f}")
+        if current is not None:
+            figures.append(f"current model {current:.3f}")
+        self._slice_figures = figures
+        if self._continuous_state == "loading TensorFlow":  # its first slice: it learns
+            self._continuous_state = "learning"
+        self._show_continuous()
+        if self.running or report.steps == 0:
+            return
+        if self._plots != ("continuous", tuple(class_names)):
+            self._reset_plots(class_names, colours, "continuous")
+        if report.loss is not None:
+            self._steps.append(int(report.total_steps))
+            self._losses.append(float(report.loss))
+            self.loss_curve.setData(self._steps, self._losses)
+        if report.val_ious is not None:
+            self._add_validation(int(report.total_steps), [float(v) for v in report.val_ious])
+
+    @property
+    def plots_owner(self) -> str:
+        """Whose curves the plots show: "run" (Ctrl+T), "continuous", or "" (none yet)."""
+        return self._plots[0]
 
     def curve_points(self) -> int:
         """How many loss points are plotted (tests check the plot is live)."""

@@ -112,6 +112,8 @@ class SliceReport:
     idle: bool
     labelled_images: int
     scored: bool = False  # this slice ended a learning-rate cycle and scored the model
+    loss: float | None = None  # the mean training loss of the slice's steps
+    val_ious: tuple[float, ...] | None = None  # per class, where scored (NaN: not held out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +187,8 @@ class ContinuousTrainer:
         self._baseline_iou: float | None = None
         self._baseline_unmoved = False  # a current model whose statistics were not moved
         self._published_name: str | None = None
+        self._own: set[str] = set()  # every model published by this trainer
+        self._adopted = True  # the last published model has been seen current
         self._best = -math.inf
         self._stale = 0
         self._cycles = 0  # learning-rate cycles completed with this model
@@ -378,7 +382,12 @@ class ContinuousTrainer:
         Raises SegtoolError when nothing is labelled or a mask does not fit its image.
         """
         project, key = self.look()
-        if project.current_model not in (self._baseline_name, self._published_name):
+        current = project.current_model
+        if current == self._published_name:
+            self._adopted = True  # the window made the last published model current
+        elif current in self._own and not self._adopted:
+            pass  # an earlier one of ours: the window has not made the last one current yet
+        elif current != self._baseline_name:
             self._load_baseline(project)  # first slice, or the user chose another model
             self._key = None  # rescore on fresh held-out pixels
         new_labels = key != self._key
@@ -395,11 +404,11 @@ class ContinuousTrainer:
         if not new_labels and self._stale >= IDLE_AFTER_CYCLES:
             return SliceReport(0, self.total_steps, self._best_or_none(), self._baseline_iou,
                                None, False, True, labelled)
-        steps = self._train(seconds, cancel)
+        steps, loss = self._train(seconds, cancel)
         baseline = self._baseline_iou
         if self._cycle_time < self.cycle_seconds():
             return SliceReport(steps, self.total_steps, self._last_score, baseline, None,
-                               new_labels, False, labelled)
+                               new_labels, False, labelled, loss=loss)
         self._cycles, self._cycle_time, self._fresh = self._cycles + 1, 0.0, False
         val_ious = self._held_out_ious(self.model, self.spec, self._predict)
         score = _mean_or_inf(val_ious)
@@ -417,7 +426,8 @@ class ContinuousTrainer:
                 score = candidate.score  # what was published, its logit offsets included
         self._last_score = None if score == -math.inf else score
         return SliceReport(steps, self.total_steps, self._last_score, baseline, published,
-                           new_labels, False, labelled, scored=True)
+                           new_labels, False, labelled, scored=True, loss=loss,
+                           val_ious=None if val_ious is None else tuple(val_ious))
 
     def cycle_seconds(self) -> float:
         """Seconds of training in the learning-rate cycle under way."""
@@ -432,24 +442,25 @@ class ContinuousTrainer:
     def _best_or_none(self) -> float | None:
         return None if self._best == -math.inf else self._best
 
-    def _train(self, seconds: float, cancel: Callable[[], bool] | None) -> int:
-        """Train until ``seconds`` pass or the cycle ends (at least one step), or ``cancel``."""
+    def _train(self, seconds: float, cancel: Callable[[], bool] | None) -> tuple[int, float]:
+        """Train until ``seconds`` pass or the cycle ends (at least one step), or ``cancel``;
+        the steps made and their mean loss."""
         assert self.config is not None and self._sampler is not None
         cycle = self.cycle_seconds()
         peak = self.peak_rate()
         start = self.clock()
         end = start + min(seconds, cycle - self._cycle_time)
-        steps = 0
+        steps, losses = 0, 0.0
         while not (cancel is not None and cancel()) and (steps == 0 or self.clock() < end):
             done = self._cycle_time + (self.clock() - start)
             self._optimizer.learning_rate = learning_rate_at(
                 done / cycle, peak, self.config.warmup_fraction)
             images, labels = self._sampler.sample(self.config.batch_size)
-            self._train_step(images, labels)
+            losses += float(self._train_step(images, labels))
             steps += 1
         self._cycle_time += self.clock() - start
         self.total_steps += steps
-        return steps
+        return steps, losses / max(steps, 1)
 
     def _candidate(self, val_ious: list[float]) -> _Candidate:
         """A copy of the model to publish, its batch-norm statistics moved to the unlabelled
@@ -511,5 +522,7 @@ class ContinuousTrainer:
         self._baseline_unmoved = False  # published the way every candidate is
         self._baseline_iou = candidate.score
         self._published_name = path.name
+        self._own.add(path.name)
+        self._adopted = False
         log.info("continuous learning published %s (val IoU %.3f)", path.name, candidate.score)
         return path
