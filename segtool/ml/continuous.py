@@ -450,17 +450,16 @@ class ContinuousTrainer:
         peak = self.peak_rate()
         start = self.clock()
         end = start + min(seconds, cycle - self._cycle_time)
-        steps, losses = 0, 0.0
-        while not (cancel is not None and cancel()) and (steps == 0 or self.clock() < end):
+        losses = []  # read once at the end: a GPU runs ahead of the loop meanwhile
+        while not (cancel is not None and cancel()) and (not losses or self.clock() < end):
             done = self._cycle_time + (self.clock() - start)
             self._optimizer.learning_rate = learning_rate_at(
                 done / cycle, peak, self.config.warmup_fraction)
             images, labels = self._sampler.sample(self.config.batch_size)
-            losses += float(self._train_step(images, labels))
-            steps += 1
+            losses.append(self._train_step(images, labels))
         self._cycle_time += self.clock() - start
-        self.total_steps += steps
-        return steps, losses / max(steps, 1)
+        self.total_steps += len(losses)
+        return len(losses), float(np.mean([float(loss) for loss in losses]))
 
     def _candidate(self, val_ious: list[float]) -> _Candidate:
         """A copy of the model to publish, its batch-norm statistics moved to the unlabelled

@@ -55,8 +55,9 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], sidecar: dict) 
 
     Both writes are atomic: the model goes to a temporary ``.keras`` file in the same folder
     (Keras insists on the suffix), is flushed to disk and renamed over ``path``; the sidecar
-    is then written with :func:`segtool.core.atomic.atomic_write_text`. A failure leaves any
-    previous file at ``path`` untouched and no temporary file behind.
+    is then written with :func:`segtool.core.atomic.atomic_write_text`. A failure of the
+    model's write leaves any previous file at ``path`` untouched, one of the sidecar's
+    removes the new model (unusable without it); neither leaves a temporary file behind.
 
     Raises:
         ValueError: ``path`` does not end in ``.keras``, or ``sidecar`` is not JSON-serialisable.
