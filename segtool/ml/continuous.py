@@ -442,9 +442,10 @@ class ContinuousTrainer:
     def _best_or_none(self) -> float | None:
         return None if self._best == -math.inf else self._best
 
-    def _train(self, seconds: float, cancel: Callable[[], bool] | None) -> tuple[int, float]:
+    def _train(self, seconds: float,
+               cancel: Callable[[], bool] | None) -> tuple[int, float | None]:
         """Train until ``seconds`` pass or the cycle ends (at least one step), or ``cancel``;
-        the steps made and their mean loss."""
+        the steps made and their mean loss (None without a step: cancelled at once)."""
         assert self.config is not None and self._sampler is not None
         cycle = self.cycle_seconds()
         peak = self.peak_rate()
@@ -459,7 +460,8 @@ class ContinuousTrainer:
             losses.append(self._train_step(images, labels))
         self._cycle_time += self.clock() - start
         self.total_steps += len(losses)
-        return len(losses), float(np.mean([float(loss) for loss in losses]))
+        mean = float(np.mean([float(loss) for loss in losses])) if losses else None
+        return len(losses), mean
 
     def _candidate(self, val_ious: list[float]) -> _Candidate:
         """A copy of the model to publish, its batch-norm statistics moved to the unlabelled
