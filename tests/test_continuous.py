@@ -239,14 +239,8 @@ def test_a_deleted_class_starts_a_new_model(make_project, monkeypatch):
     assert model_classes(again.model) == 2 and again.parent is None
 
 
-def test_a_full_disk_when_publishing_names_the_file_and_learning_goes_on(
-        make_project, monkeypatch):
-    """Saving a better model on a full disk raises PublishError naming the model file,
-    leaves nothing half-written under models/, and the next better model is saved once
-    there is room."""
-    import errno
-    import os
-
+def _publishing_trainer(make_project, monkeypatch) -> tuple[Project, ContinuousTrainer]:
+    """A project with one labelled image and a trainer that publishes at every cycle's end."""
     import numpy as np
 
     monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
@@ -256,6 +250,18 @@ def test_a_full_disk_when_publishing_names_the_file_and_learning_goes_on(
     mask[5:30, 5:30] = 1
     project.save_mask("img-1", mask)
     trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    return project, trainer
+
+
+def test_a_full_disk_when_publishing_names_the_file_and_learning_goes_on(
+        make_project, monkeypatch):
+    """Saving a better model on a full disk raises PublishError naming the model file,
+    leaves nothing half-written under models/, and the next better model is saved once
+    there is room."""
+    import errno
+    import os
+
+    project, trainer = _publishing_trainer(make_project, monkeypatch)
     real_fsync = os.fsync
 
     def full(fd: int) -> None:
@@ -279,15 +285,7 @@ def test_a_published_model_not_yet_current_is_not_mistaken_for_the_users_choice(
     """The window makes a published model current a moment after the trainer saved it; a
     look in between sees the previous one still current. That is not the user going back
     to it: the model to beat stays the newest. Going back later is."""
-    import numpy as np
-
-    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
-    monkeypatch.setattr(continuous, "MIN_GAIN", -1.0)  # every cycle's end publishes
-    project = make_project(n_images=2, size=SIZE)
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    mask[5:30, 5:30] = 1
-    project.save_mask("img-1", mask)
-    trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+    project, trainer = _publishing_trainer(make_project, monkeypatch)
     first = trainer.run_slice(0.3).published
     assert first is not None
     Project.open(project.root).set_current_model(first.name)  # the window adopts it
