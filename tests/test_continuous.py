@@ -302,3 +302,30 @@ def test_a_published_model_not_yet_current_is_not_mistaken_for_the_users_choice(
     back = trainer.run_slice(0.3)
     assert back.new_labels  # rescored against the model the user chose
     assert trainer._baseline_name == first.name
+
+
+def test_a_volume_is_learnt_slice_by_slice(tmp_path, monkeypatch):
+    """A CT series labelled on one slice trains; a slice labelled and saved later (the
+    volume's one .nii.gz mask changes) joins at the next look."""
+    from volume_helpers import ct_like, write_dicom_series
+
+    from segtool.core.workspace import Workspace
+
+    monkeypatch.setattr(continuous, "PUBLISH_GAP_S", 0.0)
+    write_dicom_series(tmp_path / "source" / "abdomen", ct_like(slices=6, height=48, width=48))
+    project = Project.create(tmp_path / "project", ["air", "body"])
+    project.import_images([tmp_path / "source" / "abdomen"])
+    workspace = Workspace(Project.open(project.root))
+    for z in (1, 4):
+        document = workspace.open("abdomen", z).document
+        document.paint_segment((1, 1), (46, 1), 1, 0)  # air outside the body, body inside
+        document.paint_segment((10, 24), (38, 24), 2, 1)
+        workspace.save("abdomen")
+        if z == 1:
+            trainer = ContinuousTrainer(project.root, overrides=TINY, clock=Clock())
+            first = trainer.run_slice(0.3)
+            assert first.steps > 0 and first.published is not None
+            assert read_sidecar(first.published)["trained_on"] == ["abdomen"]
+            assert not trainer.run_slice(0.3).new_labels
+    report = trainer.run_slice(0.3)
+    assert report.new_labels and report.steps > 0
