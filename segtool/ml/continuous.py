@@ -218,7 +218,7 @@ class ContinuousTrainer:
         """New training data, sampler and held-out pixels; the model only when there is
         none yet or classes were added (its head widened)."""
         training_set = collect_training_set(project)
-        if self.model is not None and model_classes(self.model) > project.num_classes:
+        if self.model is not None and continuable(self.model, project.num_classes) is None:
             # A class was deleted: the model's outputs no longer mean the project's classes.
             log.info("continuous learning starts a new model: a class was deleted")
             self.model = None

@@ -83,7 +83,8 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], sidecar: dict) 
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        if isinstance(error, OSError) and error.filename != os.fspath(target):
+        if (isinstance(error, OSError) and error.errno is not None
+                and error.filename != os.fspath(target)):
             raise named_error(error, target) from error  # the file the user knows
         raise
     try:
