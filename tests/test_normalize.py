@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segtool.core.normalize import normalize, percentiles, to_display
+from segtool.core.normalize import normalize, percentiles, quantile_level, to_display
 
 
 def test_16bit_image_using_a_narrow_range_spans_zero_to_one():
@@ -74,3 +74,18 @@ def test_to_display_keeps_rgb_and_defaults_to_percentiles():
     out = to_display(image)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert out.min() == 0 and out.max() == 255
+
+
+def test_quantile_level_is_that_percentile_of_the_windowed_image():
+    rng = np.random.default_rng(1)
+    ground = rng.integers(90, 110, size=(80, 80), dtype=np.uint16)
+    ground[20:30, 20:30] = 4000  # a few bright objects on a dark ground
+    window = percentiles(ground)
+    for q in (50, 75):
+        assert quantile_level(ground, window, q) == pytest.approx(
+            float(np.percentile(normalize(ground), q)), abs=1e-6)
+    assert quantile_level(ground, window, 75) < 0.05
+    colour = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)  # channels pooled
+    assert quantile_level(colour, percentiles(colour), 75) == pytest.approx(
+        float(np.percentile(normalize(colour), 75)), abs=0.01)
+    assert quantile_level(np.full((5, 5), 7.0), (7.0, 8.0), 75) == 0.0  # flat

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from segtool.ml.recipe import (
+    DARK_LEVEL,
+    DARK_POWER,
     FINETUNE_LR_SCALE,
     MIN_STEPS,
     choose_recipe,
     class_weights,
     has_up,
+    input_power,
     label_choices,
     model_size,
     needs_per_channel,
@@ -75,6 +78,24 @@ def test_channels_with_different_ranges_are_normalised_apart():
     assert not needs_per_channel([[(0.0, 1.0)]])
 
 
+def test_dark_images_reach_the_model_through_a_square_root_and_photos_linear():
+    """Where the upper quartile falls in its window: near 0 on fluorescence's dark ground,
+    mid-range on a photo or an MRI slice's body; the median image decides."""
+    assert input_power([0.02, 0.05, 0.03]) == DARK_POWER < 1
+    assert input_power([0.3, 0.5, 0.25]) == 1.0
+    assert input_power([0.02, 0.4, 0.5]) == 1.0  # most images are not dark
+    assert input_power([]) == 1.0  # nothing measured: as is
+    dark = choose_recipe([_blobs()], 2, [(64, 64)], [[(0.0, 1.0)]], 15.0, 120.0,
+                         levels=[DARK_LEVEL / 2])
+    photo = choose_recipe([_blobs()], 2, [(64, 64)], [[(0.0, 1.0)]], 15.0, 120.0,
+                          levels=[0.4])
+    assert (dark.input_power, photo.input_power) == (DARK_POWER, 1.0)
+    assert any(r.startswith("input raised to the power 0.5") for r in dark.reasons)
+    assert "input linear: three quarters of the pixels lie below 40% of the window" in \
+        photo.reasons
+    assert not any(r.startswith("input") for r in dark.fine_tuning("m.keras").reasons)
+
+
 def test_patch_sees_context_of_the_image_and_batch_keeps_the_pixels():
     small_patch, small_batch = patch_and_batch([(100, 120)] * 3, max_patch=128)
     assert small_patch == 64 and small_batch == 16
@@ -103,7 +124,7 @@ def test_choose_recipe_for_a_fast_device_and_a_street_like_project():
     assert not slow.rotations and not fast.rotations
     assert (fast.depth, fast.base_filters) > (slow.depth, slow.base_filters)
     assert slow.class_weights is not None and slow.class_weights[1] > slow.class_weights[2]
-    assert len(slow.reasons) == 5 and any("up" in r for r in slow.reasons)
+    assert len(slow.reasons) == 6 and any("up" in r for r in slow.reasons)
     blobs = choose_recipe([_blobs()], 2, [(64, 64)], [[(0.0, 1.0)]], 15.0, 120.0)
     assert blobs.rotations and not blobs.per_channel
 

@@ -229,3 +229,39 @@ def test_crops_cover_every_labelled_pixel_of_any_mask():
         for window in labelled_crops(mask, int(rng.integers(1, 40))):
             covered[window] = True
         assert covered[mask != UNLABELLED].all()
+
+
+def test_dark_images_train_and_predict_through_the_models_own_input_power(tmp_path):
+    """A dark ground with a few bright objects (fluorescence): the recipe raises the input
+    to DARK_POWER, the sidecar records it, and prediction applies the model's own power;
+    a model from before the power reads as linear, and a malformed one is refused."""
+    import cv2
+
+    from segtool.ml.recipe import DARK_LEVEL, DARK_POWER
+    from segtool.ml.session import InputSpec, model_input
+
+    rng = np.random.default_rng(0)
+    image = rng.poisson(100, (SIZE, SIZE)).astype(np.uint16)
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    for row, col in ((12, 12), (40, 20), (20, 45), (48, 50)):
+        truth[row - 5:row + 5, col - 5:col + 5] = 1
+    image[truth == 1] += 3000
+    path = tmp_path / "dark.png"
+    assert cv2.imwrite(str(path), image)
+    project = Project.create(tmp_path / "project")
+    project.import_images([path])
+    project.save_mask("dark", truth)
+    assert collect_training_set(project).levels[0] < DARK_LEVEL
+    outcome = train_project(project, max_seconds=5, config_overrides=TINY)
+    sidecar = read_sidecar(outcome.model_path)
+    assert sidecar["normalisation"]["power"] == DARK_POWER
+    assert any(r.startswith(f"input raised to the power {DARK_POWER:g}")
+               for r in sidecar["recipe"]["reasons"])
+    spec = InputSpec.from_sidecar(sidecar)
+    linear = model_input(image, InputSpec(1))
+    np.testing.assert_allclose(model_input(image, spec), np.sqrt(linear), rtol=1e-6)
+    old = {**sidecar, "normalisation": {"method": "percentile", "per_channel": False}}
+    assert InputSpec.from_sidecar(old).power == 1.0
+    for bad in ("0.5", True, 0.0, float("nan")):
+        with pytest.raises(SegtoolError, match="power"):
+            InputSpec.from_sidecar({**sidecar, "normalisation": {"power": bad}})

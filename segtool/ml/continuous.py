@@ -51,6 +51,7 @@ from segtool.ml.data import PatchSampler, split_holdout
 from segtool.ml.losses import mean_iou
 from segtool.ml.recipe import FINETUNE_LR_SCALE, LabelChoices, choose_recipe, label_choices
 from segtool.ml.session import (
+    SPEC_FIELDS,
     InputSpec,
     collect_training_set,
     continuable,
@@ -321,9 +322,9 @@ class ContinuousTrainer:
                 previous = None
         recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                                training_set.per_channel, reference_steps_per_second(),
-                               NOMINAL_BUDGET_S)
+                               NOMINAL_BUDGET_S, levels=training_set.levels)
         fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
-                  **{k: v for k, v in self.overrides.items() if k != "per_channel"}}
+                  **{k: v for k, v in self.overrides.items() if k not in SPEC_FIELDS}}
         self.config = TrainConfig(max_seconds=None, epochs=1, **fields)
         if previous is not None:
             self.spec = InputSpec.from_sidecar(previous[1])
@@ -333,7 +334,8 @@ class ContinuousTrainer:
                                     self.config)
         else:
             per_channel = bool(self.overrides.get("per_channel", recipe.per_channel))
-            self.spec = InputSpec(training_set.channels, per_channel)
+            power = float(self.overrides.get("input_power", recipe.input_power))
+            self.spec = InputSpec(training_set.channels, per_channel, power)
             self.reasons = recipe.model_reasons
             model = _starting_model(None, self.spec.channels, project.num_classes, self.config)
         self._labels = recipe.labels

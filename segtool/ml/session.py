@@ -22,8 +22,9 @@ import numpy as np
 from segtool.core.errors import SegtoolError
 from segtool.core.images import image_info
 from segtool.core.masks import UNLABELLED, check_mask, read_mask
-from segtool.core.normalize import apply_windows, channel_windows
+from segtool.core.normalize import apply_windows, channel_windows, quantile_level
 from segtool.core.project import ImageStatus, Project
+from segtool.ml.recipe import DARK_QUANTILE
 
 if TYPE_CHECKING:  # no TensorFlow when this module is imported
     from segtool.ml.adaptation import StatisticsShift
@@ -46,16 +47,22 @@ FORWARD_SHARE = 0.5
 batch (measured on the 2-core CPU: 0.13 s for 16 x 128 x 128 patches, depth 3, 8 filters)."""
 
 
+SPEC_FIELDS = ("per_channel", "input_power")
+"""Overrides of training that set the model's input (:class:`InputSpec`), not TrainConfig."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How a raw image becomes a model's input; saved in the model's sidecar.
 
     Percentile window (``low``..``high`` -> 0..1), pooled over the channels or one per
-    channel, then ``channels`` channels (grey repeated, colour averaged).
+    channel, raised to ``power`` (below 1 lifts the dark end: dim objects on a dark ground;
+    ``recipe.input_power``), then ``channels`` channels (grey repeated, colour averaged).
     """
 
     channels: int
     per_channel: bool = False
+    power: float = 1.0
     low: float = NORMALISATION["low"]
     high: float = NORMALISATION["high"]
 
@@ -66,14 +73,17 @@ class InputSpec:
         normalisation = normalisation if isinstance(normalisation, dict) else {}
         channels = sidecar.get("channels", 1)
         per_channel = normalisation.get("per_channel", False)
-        if channels not in (1, 3) or not isinstance(per_channel, bool):
+        power = normalisation.get("power", 1.0)  # models from before the power: linear
+        if (channels not in (1, 3) or not isinstance(per_channel, bool)
+                or isinstance(power, bool) or not isinstance(power, (int, float))
+                or not 0.1 <= power <= 10.0):
             raise SegtoolError(f"malformed model sidecar (channels {channels!r}, "
-                               f"per_channel {per_channel!r})")
-        return cls(int(channels), per_channel)
+                               f"per_channel {per_channel!r}, power {power!r})")
+        return cls(int(channels), per_channel, float(power))
 
     def sidecar_normalisation(self) -> dict:
         return {"method": "percentile", "low": self.low, "high": self.high,
-                "per_channel": self.per_channel}
+                "per_channel": self.per_channel, "power": self.power}
 
     def windows(self, image: np.ndarray) -> list[tuple[float, float]]:
         """The image's (lo, hi) per channel, from the whole image."""
@@ -81,7 +91,10 @@ class InputSpec:
 
     def apply(self, image: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
         """``image`` (or a crop of it) windowed: (H, W, channels) float32 in 0..1."""
-        return to_channels(apply_windows(image, windows), self.channels)
+        windowed = apply_windows(image, windows)
+        if self.power != 1.0:
+            np.power(windowed, np.float32(self.power), out=windowed)
+        return to_channels(windowed, self.channels)
 
 
 @dataclass
@@ -92,7 +105,8 @@ class TrainingSet:
     image ``stems[i]`` (its own dtype and layout) around the labelled pixels of ``masks[i]``
     ((H, W) uint8, 255 = unlabelled, the same crop); ``pooled[i]`` and ``per_channel[i]`` are
     the whole image's percentile windows, so normalising the crop gives exactly the pixels
-    the whole image would. ``shapes[i]`` is the whole image's (H, W).
+    the whole image would. ``shapes[i]`` is the whole image's (H, W); ``levels[i]`` where
+    the whole image's median value falls in its pooled window (0..1; ``recipe.input_power``).
     """
 
     stems: list[str]
@@ -102,6 +116,7 @@ class TrainingSet:
     shapes: list[tuple[int, int]] = field(default_factory=list)
     pooled: list[list[tuple[float, float]]] = field(default_factory=list)
     per_channel: list[list[tuple[float, float]]] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)
 
     @property
     def labelled_pixels(self) -> int:
@@ -256,6 +271,7 @@ def collect_training_set(
         sample = volume_sample(image) if volume else image
         pooled = InputSpec(channels, per_channel=False).windows(sample)
         per_channel = InputSpec(channels, per_channel=True).windows(sample)
+        level = quantile_level(sample, pooled[0], DARK_QUANTILE)
         slices = (np.flatnonzero((mask != UNLABELLED).any(axis=(1, 2))) if volume else [None])
         for z in slices:
             plane, labels = (image[z], mask[z]) if volume else (image, mask)
@@ -266,6 +282,7 @@ def collect_training_set(
                 training_set.shapes.append(labels.shape)
                 training_set.pooled.append(pooled)
                 training_set.per_channel.append(per_channel)
+                training_set.levels.append(level)
         del image
     return training_set
 
@@ -355,7 +372,7 @@ def train_project(
     out of the same budget as the training steps. The recipe (patch size, model size, class
     weights, augmentation, normalisation) is chosen from the labels, the images and the
     device's measured speed (:mod:`segtool.ml.recipe`); ``config_overrides`` can fix any
-    TrainConfig field or ``per_channel``. Continues from the current model when its channels
+    TrainConfig field or one of ``SPEC_FIELDS``. Continues from the current model when its channels
     match (rebuilding only the last layer when classes were added), keeping its input
     normalisation and architecture. The new model deserves to become current only if it is
     at least as good as the current one on this run's validation pixels; with
@@ -404,7 +421,7 @@ def train_project(
         _check_same_data_as_chief(distribution, project, training_set)
         speed, left = _from_chief(distribution, speed, left)
     recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
-                           training_set.per_channel, speed, left)
+                           training_set.per_channel, speed, left, levels=training_set.levels)
     if initial_model is not None:  # the model decides its own input and architecture
         recipe = recipe.fine_tuning(project.current_model)
     for reason in recipe.reasons:
@@ -413,8 +430,10 @@ def train_project(
         spec = InputSpec.from_sidecar(previous[1])
     else:
         spec = InputSpec(training_set.channels,
-                         bool(overrides.pop("per_channel", recipe.per_channel)))
-    overrides.pop("per_channel", None)
+                         bool(overrides.pop("per_channel", recipe.per_channel)),
+                         float(overrides.pop("input_power", recipe.input_power)))
+    for name in SPEC_FIELDS:
+        overrides.pop(name, None)
     images = training_set.normalised(spec)
     fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
               "learning_rate": TrainConfig.learning_rate * recipe.learning_rate_scale,
