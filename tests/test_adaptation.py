@@ -192,9 +192,12 @@ def test_a_kept_weight_average_is_used_where_the_statistics_move(make_project, t
                                                                  monkeypatch):
     results = _trained_weights(monkeypatch)
     project = _dense_with_noise(make_project, tmp_path, 2)
-    # A window of 1 / (1 - 0.5) = 2 steps: the tiny run is longer than that.
-    outcome = train_project(project, max_seconds=6,
-                            config_overrides={**TINY, "keep_average": True, "ema_decay": 0.5})
+    # A window of 1 / (1 - 0.5) = 2 steps: the run's 4 steps are more (a count, not a time
+    # budget: a loaded machine makes fewer steps in seconds).
+    four_steps = {**TINY, "keep_average": True, "steps_per_epoch": 4}
+    outcome = train_project(project, max_seconds=None, epochs=1,
+                            config_overrides={**four_steps, "ema_decay": 0.5})
+    assert results[0].steps == 4
     sidecar = read_sidecar(outcome.model_path)
     assert sidecar["recipe"]["batch_norm_shift"]["layers"] > 0
     assert sidecar["recipe"]["ema"] is True
@@ -204,10 +207,9 @@ def test_a_kept_weight_average_is_used_where_the_statistics_move(make_project, t
                                strict=True):
         np.testing.assert_array_equal(kernel, average)
     # The default window (1000 steps) is longer than the tiny run: it keeps its own weights.
-    outcome = train_project(project, max_seconds=6,
-                            config_overrides={**TINY, "keep_average": True})
+    outcome = train_project(project, max_seconds=None, epochs=1, config_overrides=four_steps)
     sidecar = read_sidecar(outcome.model_path)
-    assert results[1].steps < 1000 and results[1].averaged is not None
+    assert results[1].steps == 4 and results[1].averaged is not None
     assert sidecar["recipe"]["batch_norm_shift"]["layers"] > 0
     assert sidecar["recipe"]["ema"] is False
     saved = load_model(outcome.model_path)[0].get_weights()

@@ -231,6 +231,42 @@ def test_crops_cover_every_labelled_pixel_of_any_mask():
         assert covered[mask != UNLABELLED].all()
 
 
+def _dark_image(seed, objects=((12, 12), (40, 20), (20, 45), (48, 50))):
+    """Bright squares on a flat dark ground (fluorescence) and their mask."""
+    rng = np.random.default_rng(seed)
+    image = rng.poisson(100, (SIZE, SIZE)).astype(np.uint16)
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    for row, col in objects:
+        truth[row - 5:row + 5, col - 5:col + 5] = 1
+    image[truth == 1] += 3000
+    return image, truth
+
+
+def test_the_input_power_is_decided_on_the_projects_images_not_only_the_labelled(tmp_path):
+    """A first mask on a bright image (continuous learning decides a model's input at its
+    first mask, for its life) does not make a dark project's model linear."""
+    import cv2
+
+    from segtool.ml.recipe import DARK_POWER, input_power
+    from segtool.ml.session import project_levels
+
+    source = tmp_path / "source"
+    source.mkdir()
+    bright, _ = _dark_image(0, objects=[(r, c) for r in range(8, 64, 12) for c in range(8, 64, 12)])
+    assert cv2.imwrite(str(source / "bright.png"), bright)
+    for seed in range(3):
+        assert cv2.imwrite(str(source / f"dark-{seed}.png"), _dark_image(seed)[0])
+    project = Project.create(tmp_path / "project")
+    project.import_images(sorted(source.iterdir()))
+    project.image_path("dark-2").write_bytes(b"not a png any more")  # broken since
+    project.save_mask("bright", np.zeros((SIZE, SIZE), np.uint8))
+    training_set = collect_training_set(project)
+    assert input_power(training_set.levels) == 1.0  # the labelled image alone: linear
+    levels = project_levels(project, training_set)
+    assert len(levels) == 3  # the labelled one and two dark ones (the broken one skipped)
+    assert input_power(levels) == DARK_POWER
+
+
 def test_dark_images_train_and_predict_through_the_models_own_input_power(tmp_path):
     """A dark ground with a few bright objects (fluorescence): the recipe raises the input
     to DARK_POWER, the sidecar records it, and prediction applies the model's own power;
@@ -240,12 +276,7 @@ def test_dark_images_train_and_predict_through_the_models_own_input_power(tmp_pa
     from segtool.ml.recipe import DARK_LEVEL, DARK_POWER
     from segtool.ml.session import InputSpec, model_input
 
-    rng = np.random.default_rng(0)
-    image = rng.poisson(100, (SIZE, SIZE)).astype(np.uint16)
-    truth = np.zeros((SIZE, SIZE), np.uint8)
-    for row, col in ((12, 12), (40, 20), (20, 45), (48, 50)):
-        truth[row - 5:row + 5, col - 5:col + 5] = 1
-    image[truth == 1] += 3000
+    image, truth = _dark_image(0)
     path = tmp_path / "dark.png"
     assert cv2.imwrite(str(path), image)
     project = Project.create(tmp_path / "project")

@@ -59,6 +59,7 @@ from segtool.ml.session import (
     model_sidecar,
     moved,
     new_model_path,
+    project_levels,
     unlabelled_sample,
 )
 from segtool.ml.train import (
@@ -322,7 +323,9 @@ class ContinuousTrainer:
                 previous = None
         recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
                                training_set.per_channel, reference_steps_per_second(),
-                               NOMINAL_BUDGET_S, levels=training_set.levels)
+                               NOMINAL_BUDGET_S,
+                               levels=[] if previous is not None
+                               else project_levels(project, training_set))
         fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
                   **{k: v for k, v in self.overrides.items() if k not in SPEC_FIELDS}}
         self.config = TrainConfig(max_seconds=None, epochs=1, **fields)

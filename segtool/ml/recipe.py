@@ -42,13 +42,14 @@ share of the pooled window (stacked MRI sequences), together for photos."""
 DARK_QUANTILE = 75
 DARK_LEVEL = 0.1
 DARK_POWER = 0.5
-"""Images whose upper quartile (``DARK_QUANTILE``) lies below ``DARK_LEVEL`` of their
-percentile window, three quarters dark ground with sparse bright objects (fluorescence),
-reach the model raised to ``DARK_POWER`` (a square root), which lifts dim objects against
-the ground: nuclei dense +0.041 mIoU (4 of 4 paired runs up), scribbles +0.010 (two up,
-two level) at 120 s. MRI slices are dark only outside the body (upper quartile at 13-29% of
-the window), and there the root lost or tied (brain MRI -0.12 and -0.19, cardiac 0.00 and
--0.02, one seed; bench/README, "A square root for dark ground")."""
+"""Projects whose median image (labelled and a sample of unlabelled: session.project_levels)
+has its upper quartile (``DARK_QUANTILE``) below ``DARK_LEVEL`` of its percentile window,
+three quarters dark ground with sparse bright objects (fluorescence), reach the model
+raised to ``DARK_POWER`` (a square root), which lifts dim objects against the ground: nuclei
+dense +0.041 mIoU (4 of 4 paired runs up), scribbles +0.010 (two up, two level) at 120 s.
+MRI slices are dark only outside the body (upper quartile at 13-29% of the window), and
+there the root lost or tied (brain MRI -0.12 and -0.19, cardiac 0.00 and -0.02, one seed;
+bench/README, "A square root for dark ground")."""
 
 PATCH_CONTEXT = 0.5
 """A patch should see at least this share of the shorter image side (scene context)."""

@@ -11,7 +11,7 @@ import datetime as _dt
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,9 @@ UNLABELLED_SAMPLE = 32
 """Unlabelled images (evenly spread over the project) that batch-norm statistics move to."""
 UNLABELLED_MAX_PIXELS = 4096 * 4096
 """Larger unlabelled images are not read for them (reading one would cost seconds)."""
+LEVEL_SAMPLE = 16
+"""Unlabelled images (evenly spread over the project) whose darkness joins the labelled
+images' in deciding the input's power (``recipe.input_power``)."""
 FORWARD_SHARE = 0.5
 """A forward pass in training mode costs about this share of a training step of the same
 batch (measured on the 2-core CPU: 0.13 s for 16 x 128 x 128 patches, depth 3, 8 filters)."""
@@ -271,7 +274,7 @@ def collect_training_set(
         sample = volume_sample(image) if volume else image
         pooled = InputSpec(channels, per_channel=False).windows(sample)
         per_channel = InputSpec(channels, per_channel=True).windows(sample)
-        level = quantile_level(sample, pooled[0], DARK_QUANTILE)
+        level = image_level(sample)
         slices = (np.flatnonzero((mask != UNLABELLED).any(axis=(1, 2))) if volume else [None])
         for z in slices:
             plane, labels = (image[z], mask[z]) if volume else (image, mask)
@@ -295,33 +298,56 @@ def volume_sample(volume: np.ndarray, slices: int = 16) -> np.ndarray:
     return picked.reshape((-1, *picked.shape[2:]))
 
 
-def unlabelled_sample(
-    project: Project, spec: InputSpec, labelled: set[str], limit: int = UNLABELLED_SAMPLE
-) -> list[np.ndarray]:
-    """Up to ``limit`` of the project's images without labels, evenly spread over its list,
-    as model input (a volume: its middle slice, normalised with the volume's windows).
+def image_level(image: np.ndarray) -> float:
+    """Where ``image``'s upper quartile falls in its pooled percentile window (0..1), what
+    ``recipe.input_power`` decides on."""
+    return quantile_level(image, InputSpec(1).windows(image)[0], DARK_QUANTILE)
 
-    Images over ``UNLABELLED_MAX_PIXELS`` and unreadable ones are skipped (logged): they
-    are no one's labels, so they never stop a training run.
-    """
+
+def _unlabelled_raw(project: Project, labelled: set[str], limit: int,
+                    purpose: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Up to ``limit`` of the project's images without labels, evenly spread over its list,
+    raw: (what its windows come from, the plane to use); a volume gives its slice sample and
+    its middle slice. Images over ``UNLABELLED_MAX_PIXELS`` and unreadable ones are skipped
+    (logged as not used for ``purpose``): they are no one's labels, so they never stop a
+    training run."""
     stems = [stem for stem in project.image_names() if stem not in labelled]
     if len(stems) > limit:
         stems = [stems[int(i)] for i in np.linspace(0, len(stems) - 1, limit).round()]
-    images = []
     for stem in stems:
         try:
             if project.is_volume(stem):
                 volume = project.read_volume(stem).array
-                windows = spec.windows(volume_sample(volume))
-                images.append(spec.apply(volume[volume.shape[0] // 2], windows))
+                yield volume_sample(volume), volume[volume.shape[0] // 2]
                 continue
             height, width = project.image_shape(stem)
             if height * width > UNLABELLED_MAX_PIXELS:
                 continue
-            images.append(model_input(project.read_image(stem), spec))
+            image = project.read_image(stem)
         except SegtoolError as error:
-            log.warning("not used for batch-norm statistics: %s", error)
-    return images
+            log.warning("not used for %s: %s", purpose, error)
+            continue
+        yield image, image
+
+
+def unlabelled_sample(
+    project: Project, spec: InputSpec, labelled: set[str], limit: int = UNLABELLED_SAMPLE
+) -> list[np.ndarray]:
+    """Up to ``limit`` of the project's images without labels, evenly spread over its list,
+    as model input (a volume: its middle slice, normalised with the volume's windows)."""
+    return [spec.apply(plane, spec.windows(sample))
+            for sample, plane in _unlabelled_raw(project, labelled, limit,
+                                                 "batch-norm statistics")]
+
+
+def project_levels(project: Project, training_set: TrainingSet,
+                   limit: int = LEVEL_SAMPLE) -> list[float]:
+    """:func:`image_level` of the labelled images (one per crop) and of up to ``limit``
+    unlabelled ones: the input suits the images the model will predict, not only those
+    labelled first (continuous learning decides it at the first mask, for the model's
+    life)."""
+    unlabelled = _unlabelled_raw(project, set(training_set.stems), limit, "the input's power")
+    return [*training_set.levels, *(image_level(sample) for sample, _ in unlabelled)]
 
 
 def adaptation_seconds(speed: float, patch: int, depth: int, width: int) -> float:
@@ -415,13 +441,15 @@ def train_project(
     if previous is not None and not from_scratch:
         initial_model = continuable(previous[0], project.num_classes)
     overrides = dict(config_overrides or {})
+    # a model that continues keeps its own input: only a new one needs the images' darkness
+    levels = project_levels(project, training_set) if initial_model is None else []
     speed = reference_steps_per_second()
     left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
     with distribution.peer_failures():  # every worker takes the chief's recipe
         _check_same_data_as_chief(distribution, project, training_set)
         speed, left = _from_chief(distribution, speed, left)
     recipe = choose_recipe(training_set.masks, project.num_classes, training_set.shapes,
-                           training_set.per_channel, speed, left, levels=training_set.levels)
+                           training_set.per_channel, speed, left, levels=levels)
     if initial_model is not None:  # the model decides its own input and architecture
         recipe = recipe.fine_tuning(project.current_model)
     for reason in recipe.reasons:
