@@ -242,7 +242,8 @@ def _dark_image(seed, objects=((12, 12), (40, 20), (20, 45), (48, 50))):
     return image, truth
 
 
-def test_the_input_power_is_decided_on_the_projects_images_not_only_the_labelled(tmp_path):
+def test_the_input_power_is_decided_on_the_projects_images_not_only_the_labelled(
+        tmp_path, monkeypatch):
     """A first mask on a bright image (continuous learning decides a model's input at its
     first mask, for its life) does not make a dark project's model linear."""
     import cv2
@@ -265,6 +266,10 @@ def test_the_input_power_is_decided_on_the_projects_images_not_only_the_labelled
     levels = project_levels(project, training_set)
     assert len(levels) == 3  # the labelled one and two dark ones (the broken one skipped)
     assert input_power(levels) == DARK_POWER
+    from segtool.ml import session
+
+    monkeypatch.setattr(session, "LEVEL_MAX_PIXELS", SIZE * SIZE - 1)  # too big to read for it
+    assert project_levels(project, training_set) == training_set.levels
 
 
 def test_dark_images_train_and_predict_through_the_models_own_input_power(tmp_path):

@@ -43,8 +43,10 @@ UNLABELLED_SAMPLE = 32
 UNLABELLED_MAX_PIXELS = 4096 * 4096
 """Larger unlabelled images are not read for them (reading one would cost seconds)."""
 LEVEL_SAMPLE = 16
+LEVEL_MAX_PIXELS = 2048 * 2048
 """Unlabelled images (evenly spread over the project) whose darkness joins the labelled
-images' in deciding the input's power (``recipe.input_power``)."""
+images' in deciding the input's power (``recipe.input_power``); larger ones and volumes are
+not read for it (a first Ctrl+T would wait seconds for them)."""
 FORWARD_SHARE = 0.5
 """A forward pass in training mode costs about this share of a training step of the same
 batch (measured on the 2-core CPU: 0.13 s for 16 x 128 x 128 patches, depth 3, 8 filters)."""
@@ -304,24 +306,26 @@ def image_level(image: np.ndarray) -> float:
     return quantile_level(image, InputSpec(1).windows(image)[0], DARK_QUANTILE)
 
 
-def _unlabelled_raw(project: Project, labelled: set[str], limit: int,
-                    purpose: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _unlabelled_raw(project: Project, labelled: set[str], limit: int, purpose: str,
+                    max_pixels: int = UNLABELLED_MAX_PIXELS,
+                    volumes: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Up to ``limit`` of the project's images without labels, evenly spread over its list,
     raw: (what its windows come from, the plane to use); a volume gives its slice sample and
-    its middle slice. Images over ``UNLABELLED_MAX_PIXELS`` and unreadable ones are skipped
-    (logged as not used for ``purpose``): they are no one's labels, so they never stop a
-    training run."""
+    its middle slice. Images over ``max_pixels`` (and volumes, unless ``volumes``) are not
+    read; unreadable ones are skipped (logged as not used for ``purpose``): they are no
+    one's labels, so they never stop a training run."""
     stems = [stem for stem in project.image_names() if stem not in labelled]
     if len(stems) > limit:
         stems = [stems[int(i)] for i in np.linspace(0, len(stems) - 1, limit).round()]
     for stem in stems:
         try:
             if project.is_volume(stem):
-                volume = project.read_volume(stem).array
-                yield volume_sample(volume), volume[volume.shape[0] // 2]
+                if volumes:
+                    volume = project.read_volume(stem).array
+                    yield volume_sample(volume), volume[volume.shape[0] // 2]
                 continue
             height, width = project.image_shape(stem)
-            if height * width > UNLABELLED_MAX_PIXELS:
+            if height * width > max_pixels:
                 continue
             image = project.read_image(stem)
         except SegtoolError as error:
@@ -343,10 +347,11 @@ def unlabelled_sample(
 def project_levels(project: Project, training_set: TrainingSet,
                    limit: int = LEVEL_SAMPLE) -> list[float]:
     """:func:`image_level` of the labelled images (one per crop) and of up to ``limit``
-    unlabelled ones: the input suits the images the model will predict, not only those
-    labelled first (continuous learning decides it at the first mask, for the model's
-    life)."""
-    unlabelled = _unlabelled_raw(project, set(training_set.stems), limit, "the input's power")
+    unlabelled ones (2D, up to ``LEVEL_MAX_PIXELS``): the input suits the images the model
+    will predict, not only those labelled first (continuous learning decides it at the
+    first mask, for the model's life)."""
+    unlabelled = _unlabelled_raw(project, set(training_set.stems), limit, "the input's power",
+                                 LEVEL_MAX_PIXELS, volumes=False)
     return [*training_set.levels, *(image_level(sample) for sample, _ in unlabelled)]
 
 
