@@ -58,6 +58,7 @@ from segtool.ml.session import (
     load_current_model,
     model_sidecar,
     moved,
+    new_input_spec,
     new_model_path,
     project_levels,
     unlabelled_sample,
@@ -336,9 +337,7 @@ class ContinuousTrainer:
             model = _starting_model(previous[0], self.spec.channels, project.num_classes,
                                     self.config)
         else:
-            per_channel = bool(self.overrides.get("per_channel", recipe.per_channel))
-            power = float(self.overrides.get("input_power", recipe.input_power))
-            self.spec = InputSpec(training_set.channels, per_channel, power)
+            self.spec = new_input_spec(training_set.channels, recipe, self.overrides)
             self.reasons = recipe.model_reasons
             model = _starting_model(None, self.spec.channels, project.num_classes, self.config)
         self._labels = recipe.labels

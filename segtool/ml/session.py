@@ -24,7 +24,7 @@ from segtool.core.images import image_info
 from segtool.core.masks import UNLABELLED, check_mask, read_mask
 from segtool.core.normalize import apply_windows, channel_windows, quantile_level
 from segtool.core.project import ImageStatus, Project
-from segtool.ml.recipe import DARK_QUANTILE
+from segtool.ml.recipe import DARK_QUANTILE, Recipe
 
 if TYPE_CHECKING:  # no TensorFlow when this module is imported
     from segtool.ml.adaptation import StatisticsShift
@@ -54,6 +54,13 @@ batch (measured on the 2-core CPU: 0.13 s for 16 x 128 x 128 patches, depth 3, 8
 
 SPEC_FIELDS = ("per_channel", "input_power")
 """Overrides of training that set the model's input (:class:`InputSpec`), not TrainConfig."""
+
+
+def new_input_spec(channels: int, recipe: Recipe, overrides: dict) -> InputSpec:
+    """A new model's input: the recipe's choices, or those ``overrides`` (``SPEC_FIELDS``)
+    fix."""
+    return InputSpec(channels, bool(overrides.get("per_channel", recipe.per_channel)),
+                     float(overrides.get("input_power", recipe.input_power)))
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ class TrainingSet:
     ((H, W) uint8, 255 = unlabelled, the same crop); ``pooled[i]`` and ``per_channel[i]`` are
     the whole image's percentile windows, so normalising the crop gives exactly the pixels
     the whole image would. ``shapes[i]`` is the whole image's (H, W); ``levels[i]`` where
-    the whole image's median value falls in its pooled window (0..1; ``recipe.input_power``).
+    the whole image's upper quartile falls in its pooled window (0..1; ``recipe.input_power``).
     """
 
     stems: list[str]
@@ -276,7 +283,7 @@ def collect_training_set(
         sample = volume_sample(image) if volume else image
         pooled = InputSpec(channels, per_channel=False).windows(sample)
         per_channel = InputSpec(channels, per_channel=True).windows(sample)
-        level = image_level(sample)
+        level = image_level(sample, pooled[0])  # the window just computed, not again
         slices = (np.flatnonzero((mask != UNLABELLED).any(axis=(1, 2))) if volume else [None])
         for z in slices:
             plane, labels = (image[z], mask[z]) if volume else (image, mask)
@@ -300,10 +307,11 @@ def volume_sample(volume: np.ndarray, slices: int = 16) -> np.ndarray:
     return picked.reshape((-1, *picked.shape[2:]))
 
 
-def image_level(image: np.ndarray) -> float:
-    """Where ``image``'s upper quartile falls in its pooled percentile window (0..1), what
-    ``recipe.input_power`` decides on."""
-    return quantile_level(image, InputSpec(1).windows(image)[0], DARK_QUANTILE)
+def image_level(image: np.ndarray, window: tuple[float, float] | None = None) -> float:
+    """Where ``image``'s upper quartile falls in its pooled percentile ``window`` (0..1;
+    computed when not given), what ``recipe.input_power`` decides on."""
+    window = window or InputSpec(1).windows(image)[0]
+    return quantile_level(image, window, DARK_QUANTILE)
 
 
 def _unlabelled_raw(project: Project, labelled: set[str], limit: int, purpose: str,
@@ -459,14 +467,9 @@ def train_project(
         recipe = recipe.fine_tuning(project.current_model)
     for reason in recipe.reasons:
         log.info("recipe: %s", reason)
-    if initial_model is not None:
-        spec = InputSpec.from_sidecar(previous[1])
-    else:
-        spec = InputSpec(training_set.channels,
-                         bool(overrides.pop("per_channel", recipe.per_channel)),
-                         float(overrides.pop("input_power", recipe.input_power)))
-    for name in SPEC_FIELDS:
-        overrides.pop(name, None)
+    spec_overrides = {name: overrides.pop(name) for name in SPEC_FIELDS if name in overrides}
+    spec = (InputSpec.from_sidecar(previous[1]) if initial_model is not None
+            else new_input_spec(training_set.channels, recipe, spec_overrides))
     images = training_set.normalised(spec)
     fields = {**recipe.config_fields(), "validation_margin": recipe.patch_size // 2,
               "learning_rate": TrainConfig.learning_rate * recipe.learning_rate_scale,
