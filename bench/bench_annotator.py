@@ -48,6 +48,7 @@ same images are computed in the same run, cheaply: brush mode needs no model).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -65,6 +66,7 @@ from segtool.core.errors import SegtoolError  # noqa: E402
 from segtool.core.labels import LabelDocument  # noqa: E402
 from segtool.core.masks import UNLABELLED  # noqa: E402
 from segtool.core.project import Project  # noqa: E402
+from segtool.core.window import auto_window, display  # noqa: E402
 
 FIRST_COUNTED = 6  # the ratio is over images 6..N: the first five teach the model
 
@@ -88,6 +90,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="accept only predicted pixels of at least this confidence (0-255)")
     parser.add_argument("--class-threshold", action="store_true",
                         help="the person may set the class-threshold slider before accepting")
+    parser.add_argument("--smart-tools", action="store_true",
+                        help="the person may also correct with the magic wand and GrabCut "
+                             "(the brush baseline too)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
     parser.add_argument("--json", type=Path, help="append the run (rows and ratio) here")
     args = parser.parse_args(argv)
@@ -188,10 +193,19 @@ class Learner:
         return image_uncertainty(*prediction[:2])
 
 
-def brush_seconds(truth: np.ndarray, args: argparse.Namespace) -> float:
-    """What the image costs with no model (the brush baseline)."""
+def brush_seconds(truth: np.ndarray, args: argparse.Namespace,
+                  tools: annotator.SmartTools | None = None) -> float:
+    """What the image costs with no model (the brush baseline), with the same ``tools``
+    (a copy: the baseline's tolerance is its own)."""
     document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
-    return annotator.label_image(document, truth, args.target, args.cap).seconds
+    return annotator.label_image(document, truth, args.target, args.cap,
+                                 tools=tools).seconds
+
+
+def shown_image(project: Project, stem: str) -> np.ndarray:
+    """The image as the window first shows it: 8-bit, in its automatic window."""
+    image = project.read_image(stem)
+    return display(image, auto_window(image))
 
 
 def run(args: argparse.Namespace, temp: Path) -> dict:
@@ -218,6 +232,8 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
     remaining = list(stems)
     pending_wait = 0.0  # retrain: real seconds of the last Ctrl+T run not yet overlapped
     slider = annotator.ClassThresholds(len(classes)) if args.class_threshold else None
+    tools = annotator.SmartTools() if args.smart_tools else None
+    baseline_tools = annotator.SmartTools() if args.smart_tools else None
     print(f"{'#':>3} {'image':28} {'sim s':>6} {'brush s':>7} {'mIoU':>6} {'wait s':>6} "
           f"{'steps':>6}  actions", flush=True)
     for index in range(1, len(stems) + 1):
@@ -226,14 +242,18 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
         stem = remaining.pop(0)
         truth = truths[stem]
         prediction = learner.predict(stem) if learner is not None else None
+        if tools is not None and baseline_tools is not None:
+            tools.image = baseline_tools.image = shown_image(project, stem)
+        tools_before = None if tools is None else dataclasses.replace(tools)
         document = LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8))
         effort = annotator.label_image(document, truth, args.target, args.cap, prediction,
-                                       args.threshold, slider)
+                                       args.threshold, slider, tools)
         unadjusted = None  # paired: the same prediction accepted without the slider
         if slider is not None and prediction is not None:
             unadjusted = annotator.label_image(
                 LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)), truth, args.target,
-                args.cap, prediction, args.threshold).seconds
+                args.cap, prediction, args.threshold,
+                tools=tools_before).seconds
         wait = 0.0
         if args.mode == "retrain" and learner is not None:
             # The Ctrl+T run started after the last image ran while this one was labelled:
@@ -248,7 +268,8 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
         if args.mode == "retrain" and learner is not None:
             pending_wait = learner.train(args.budget)
         row = {"index": index, "stem": stem, "seconds": effort.seconds + wait, "wait": wait,
-               "brush_seconds": brush_seconds(truth, args), "miou": effort.miou,
+               "brush_seconds": brush_seconds(truth, args, baseline_tools),
+               "miou": effort.miou,
                "reached": effort.reached, "actions": effort.actions,
                "steps": learner.steps if learner is not None else 0,
                "seconds_without_slider": unadjusted}

@@ -142,3 +142,60 @@ def test_with_three_classes_the_slider_grows_a_missed_class_through_the_runner_u
     assert slider.thresholds and effort.actions == {
         "switch": 1, "look": 1, "adjust": 1, "accept": 1}
     assert np.array_equal(document.mask, truth)
+
+
+def nuclei_image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Truth: nine discs of different brightness on a noisy dark ground, and the 8-bit
+    image the canvas would show of them."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((72, 96), np.uint8)
+    image = rng.normal(20, 3, truth.shape)
+    yy, xx = np.mgrid[:72, :96]
+    for index, (cy, cx) in enumerate((y, x) for y in (14, 36, 58) for x in (16, 48, 80)):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 7 ** 2
+        truth[disc] = 1
+        image[disc] = 70 + 18 * index + rng.normal(0, 4, int(disc.sum()))
+    return truth, np.clip(image, 0, 255).astype(np.uint8)
+
+
+class RecordingSmart(Recording):
+    def magic_wand(self, *args, **kwargs):
+        self.calls.append("magic_wand")
+        return super().magic_wand(*args, **kwargs)
+
+    def grabcut(self, *args, **kwargs):
+        self.calls.append("grabcut")
+        return super().grabcut(*args, **kwargs)
+
+
+def test_the_smart_tools_label_bright_discs_faster_through_the_documents_wand():
+    truth, image = nuclei_image()
+    plain = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
+                                  truth, 0.95, 300)
+    tools = annotator.SmartTools(image)
+    document = RecordingSmart(np.full(truth.shape, UNLABELLED, np.uint8))
+    smart = annotator.label_image(document, truth, 0.95, 300, tools=tools)
+    assert smart.reached and annotator.mean_iou(document.mask, truth) == pytest.approx(smart.miou)
+    assert "magic_wand" in document.calls and smart.actions.get("wand", 0) >= 1
+    assert smart.seconds < plain.seconds
+    assert tools.tolerance in annotator.WAND_TOLERANCES  # what the person last typed stays
+    while document.can_undo:  # each wand click or GrabCut box is one undo step
+        document.undo()
+    assert (document.mask == UNLABELLED).all()
+
+
+def test_a_grabcut_box_round_a_missed_disc_acts_as_it_was_tried():
+    truth, image = nuclei_image(1)
+    guess = truth.copy()
+    guess[29:44, 41:56] = 0  # the model missed the middle disc
+    document = RecordingSmart(guess.copy())
+    region = guess != truth
+    action = annotator._grabcut_action(region, 1, annotator.screen_scale(truth.shape))
+    assert action is not None and action.kind == "grabcut"
+    assert action.seconds > annotator.BOX_S
+    tried = annotator._outcome(document, action, truth, image)
+    annotator.apply(document, action, image)
+    assert document.calls == ["grabcut"]
+    assert annotator.mean_iou(document.mask, truth) == tried > annotator.mean_iou(guess, truth)
+    with pytest.raises(ValueError, match="shown image"):
+        annotator.apply(document, action)

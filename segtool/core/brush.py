@@ -28,6 +28,7 @@ _MIN_PIECE = 64.0
 
 # GrabCut works on a crop of at most this many pixels (bigger crops are downscaled first).
 GRABCUT_MAX_PIXELS = 1_000_000
+DEFAULT_WAND_TOLERANCE = 16  # the toolbar's tolerance until the user changes it
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QToolBar, QWidget
 
+from segtool.core.brush import DEFAULT_WAND_TOLERANCE
 from segtool.gui.actions import ActionName
 from segtool.gui.icons import icon
-
-DEFAULT_WAND_TOLERANCE = 16
 
 
 class WandTolerance(QWidget):
