@@ -53,7 +53,8 @@ ADJUST_MIN_GAIN = 0.005  # a change of mean IoU the person would notice on scree
 MAX_POLYGON_VERTICES = 40  # beyond this a person would rather paint
 MAX_STROKES_PER_ACTION = 12  # then they look again
 
-# -- segtool's smart tools (``SmartTools``: the magic wand and GrabCut on the shown image) ---
+# -- the rest of segtool's tools (``SmartTools``): the magic wand and GrabCut on the shown
+# image, and the fill tool's Shift+click -------------------------------------------------
 # The wand is a click (CLICK_S) at the tolerance the toolbar shows. Unlike a polygon, what it
 # takes is not known before the click: a person who needs another tolerance clicks, sees the
 # region leak or fall short, undoes (UNDO_S: Ctrl+Z, K, and a glance) and types the next
@@ -69,13 +70,16 @@ WAND_TOLERANCES = (4, 8, 12, 16, 24, 32, 48, 64)  # the ladder of values the per
 # for 400 px, 1.2 s for 800 px).
 BOX_S = 1.3
 GRABCUT_S_PER_PIXEL = 1.3e-6
+# Shift+click with the fill tool (every pixel of the clicked label, connected or not): a
+# click with Shift held (K 0.2 more).
+FILL_ALL_S = CLICK_S + 0.2
 
 
 @dataclasses.dataclass
 class Action:
     """One correction: its kind, its simulated cost and how it is applied."""
 
-    kind: str  # "fill", "polygon", "brush", "wand", "grabcut"
+    kind: str  # "fill", "fill all", "polygon", "brush", "wand", "grabcut"
     seconds: float
     class_id: int
     points: list[tuple[float, float]] = dataclasses.field(default_factory=list)
@@ -88,9 +92,10 @@ class Action:
 
 @dataclasses.dataclass
 class SmartTools:
-    """The magic wand and GrabCut, as the person has them: ``image`` is the open image as
-    the canvas shows it (8-bit, windowed: ``core.window.display``), ``tolerance`` the wand's
-    as the toolbar holds it (kept from image to image, as the window keeps it)."""
+    """The magic wand, GrabCut and Shift+click fill, as the person has them: ``image`` is
+    the open image as the canvas shows it (8-bit, windowed: ``core.window.display``),
+    ``tolerance`` the wand's as the toolbar holds it (kept from image to image, as the
+    window keeps it)."""
 
     image: np.ndarray | None = None
     tolerance: int = DEFAULT_WAND_TOLERANCE
@@ -200,6 +205,11 @@ def _wand_actions(region: np.ndarray, class_id: int, tools: SmartTools) -> list[
             for rung, tolerance in enumerate(ladder)]
 
 
+def _fill_all_action(region: np.ndarray, class_id: int) -> Action:
+    x, y, _ = _deepest_point(region)
+    return Action("fill all", FILL_ALL_S, class_id, points=[(float(x), float(y))])
+
+
 def _grabcut_action(region: np.ndarray, class_id: int, scale: float) -> Action | None:
     """A GrabCut box round the region, 2 px wider each side (the person boxes what they
     see); None for a region too thin to box."""
@@ -229,9 +239,9 @@ def apply(document: LabelDocument, action: Action, image: np.ndarray | None = No
             assert action.box is not None
             cv2.setRNGSeed(0)  # GrabCut's k-means start: the trial and the act agree
             document.grabcut(image, action.box, action.class_id)
-    elif action.kind == "fill":
+    elif action.kind in ("fill", "fill all"):
         x, y = action.points[0]
-        document.flood_fill(int(x), int(y), action.class_id)
+        document.flood_fill(int(x), int(y), action.class_id, action.kind == "fill")
     elif action.kind == "polygon":
         document.fill_polygon(action.points, action.class_id)
     elif action.kind == "brush":
@@ -272,7 +282,8 @@ def correct_until(document: LabelDocument, truth: np.ndarray, target: float,
                   tools: SmartTools | None = None) -> ImageEffort:
     """Correct ``document`` towards ``truth`` until its mean IoU reaches ``target`` or the
     person has spent ``cap_seconds`` on the image (counting what ``effort`` already holds).
-    With ``tools`` the wand and GrabCut are candidates beside fill, brush and polygon."""
+    With ``tools`` the wand, GrabCut and Shift+click fill are candidates beside fill, brush
+    and polygon."""
     effort = effort or ImageEffort()
     image = None if tools is None else tools.image
     scale = screen_scale(document.shape)
@@ -290,6 +301,7 @@ def correct_until(document: LabelDocument, truth: np.ndarray, target: float,
             candidates.append(polygon)
         if image is not None:
             candidates += _wand_actions(region, class_id, tools)
+            candidates.append(_fill_all_action(region, class_id))
             grabcut = _grabcut_action(region, class_id, scale)
             if grabcut is not None:
                 candidates.append(grabcut)
@@ -378,7 +390,8 @@ def label_image(document: LabelDocument, truth: np.ndarray, target: float,
     optionally the runner-up class and its confidence) if given, then correct until
     ``target``. With ``slider``, the person may first move the class-threshold slider
     (:func:`adjust_thresholds`) and accepts what it shows; with ``tools`` (its ``image``
-    this image as shown) they may also correct with the wand and GrabCut."""
+    this image as shown) they may also correct with the wand, GrabCut and Shift+click
+    fill."""
     effort = ImageEffort()
     effort.charge("switch", SWITCH_IMAGE_S)
     effort.charge("look", LOOK_S)
@@ -394,7 +407,7 @@ def label_image(document: LabelDocument, truth: np.ndarray, target: float,
 
 
 def actions_text(actions: dict[str, int],
-                 kinds: Sequence[str] = ("adjust", "accept", "fill", "polygon", "brush",
-                                         "wand", "grabcut")) -> str:
+                 kinds: Sequence[str] = ("adjust", "accept", "fill", "fill all", "polygon",
+                                         "brush", "wand", "grabcut")) -> str:
     """``fill 3 polygon 1 brush 12`` (kinds with a count only)."""
     return " ".join(f"{kind} {actions[kind]}" for kind in kinds if actions.get(kind))

@@ -2,8 +2,8 @@
 
     python bench/bench_annotator.py --images DIR --masks DIR --classes a,b,...
         [--mode brush|retrain|live] [--order file|next] [--max-images N] [--budget S]
-        [--target 0.9] [--cap 300] [--threshold 0] [--class-threshold] [--threads N]
-        [--json FILE]
+        [--target 0.9] [--cap 300] [--threshold 0] [--class-threshold] [--smart-tools]
+        [--threads N] [--json FILE]
     python bench/bench_annotator.py --data ../shared/data --set fluo_dsb2018 ...
     python bench/bench_annotator.py --table RESULTS.jsonl   (the bench/README table)
 
@@ -36,6 +36,11 @@ held-out pixels (what ``segtool train`` and continuous learning do).
 ``--class-threshold``: before accepting, the person may move the Layers panel's class-threshold
 slider (one class's probability threshold, kept from image to image as the window keeps it;
 ``annotator.adjust_thresholds``) to where the proposal fits best, for ``ADJUST_S`` seconds.
+``--smart-tools``: the person (in every mode, and in the brush baseline computed beside it)
+also corrects with the window's other tools: a magic-wand click on the image as shown (other
+tolerances charged as tries up a ladder), a GrabCut box round the region, and a Shift+click
+fill (every pixel of the clicked label). Without it the person uses the fill, polygon and
+brush of the issue's protocol, as in the figures before 2026-12-07's seventh session.
 ``--order next`` picks, after each image, the unlabelled image the current model is least
 sure of (segtool's "sort by uncertainty": mean of 1 - confidence away from the predicted
 edges, core/uncertainty.py); ``file`` takes them in
@@ -91,8 +96,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--class-threshold", action="store_true",
                         help="the person may set the class-threshold slider before accepting")
     parser.add_argument("--smart-tools", action="store_true",
-                        help="the person may also correct with the magic wand and GrabCut "
-                             "(the brush baseline too)")
+                        help="the person may also correct with the magic wand, GrabCut "
+                             "and Shift+click fill (the brush baseline too)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
     parser.add_argument("--json", type=Path, help="append the run (rows and ratio) here")
     args = parser.parse_args(argv)

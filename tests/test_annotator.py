@@ -177,6 +177,8 @@ def test_the_smart_tools_label_bright_discs_faster_through_the_documents_wand():
     smart = annotator.label_image(document, truth, 0.95, 300, tools=tools)
     assert smart.reached and annotator.mean_iou(document.mask, truth) == pytest.approx(smart.miou)
     assert "magic_wand" in document.calls and smart.actions.get("wand", 0) >= 1
+    # The wand on the dark ground, then one Shift+click fill on a disc takes all nine.
+    assert smart.actions.get("fill all") == 1 and "flood_fill" in document.calls
     assert smart.seconds < plain.seconds
     assert tools.tolerance in annotator.WAND_TOLERANCES  # what the person last typed stays
     while document.can_undo:  # each wand click or GrabCut box is one undo step

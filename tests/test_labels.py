@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from segtool.core.labels import LabelDocument
+from segtool.core.masks import UNLABELLED
 from segtool.core.rect import Rect
 
 
@@ -137,3 +138,19 @@ def test_unsubscribe_stops_notifications_and_undo_ends_an_open_stroke():
     assert not seen and doc.in_stroke
     doc.undo()
     assert not doc.in_stroke and (doc.mask == 255).all()
+
+
+def test_fill_without_contiguity_takes_every_pixel_of_the_label_in_one_undo_step():
+    mask = np.full((20, 30), UNLABELLED, np.uint8)
+    mask[:, 14:16] = 1  # a wall: two unlabelled sides
+    mask[5:8, 2:5] = 2  # an island of class 2 on the left side
+    document = LabelDocument(mask.copy())
+    rect = document.flood_fill(0, 0, 0, contiguous=False)
+    assert (document.mask[mask == UNLABELLED] == 0).all()
+    assert (document.mask[mask != UNLABELLED] == mask[mask != UNLABELLED]).all()
+    assert (rect.x, rect.y, rect.right, rect.bottom) == (0, 0, 30, 20)
+    document.undo()
+    assert (document.mask == mask).all()
+    document.flood_fill(3, 6, 1, contiguous=False)  # the island only: no other class-2 pixel
+    assert (document.mask == np.where(mask == 2, 1, mask)).all()
+    assert document.flood_fill(-1, 0, 0, contiguous=False).is_empty  # outside: nothing

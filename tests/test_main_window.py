@@ -11,9 +11,9 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication
-from qt_events import capsule, click, double_click, drag
+from qt_events import capsule, click, double_click, drag, send_mouse
 from window_helpers import window_on_fixture  # noqa: F401
 
 from segtool.core.masks import UNLABELLED, read_mask
@@ -100,6 +100,28 @@ def test_fill_floods_the_clicked_region(open_window, qtbot):
     assert mask[20, 20] == 0 and mask[13, 13] == 0
     assert mask[10, 20] == 1  # the ring itself is another region
     assert mask[50, 50] == UNLABELLED  # outside the ring: untouched
+
+
+def test_shift_click_fill_labels_every_pixel_of_the_label_connected_or_not(open_window,
+                                                                           qtbot):
+    window = open_window()
+    window.canvas.set_brush_size(5)
+    drag(window.canvas, [(32, 0), (32, SIZE - 1)])  # a bar of class 1 cuts the image in two
+    key(qtbot, window, Qt.Key_0)
+    key(qtbot, window, Qt.Key_F)
+    click(window.canvas, (10, 10))
+    mask = window.opened.document.mask
+    assert mask[10, 10] == 0 and mask[10, 50] == UNLABELLED  # a click: its side only
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
+    send_mouse(window.canvas, QEvent.MouseButtonPress, (10, 10), modifiers=Qt.ShiftModifier)
+    send_mouse(window.canvas, QEvent.MouseButtonRelease, (10, 10), modifiers=Qt.ShiftModifier)
+    QApplication.processEvents()
+    mask = window.opened.document.mask
+    assert mask[10, 10] == 0 and mask[10, 50] == 0 and mask[60, 60] == 0  # both sides
+    assert mask[20, 32] == 1  # the bar keeps its own label
+    assert "Shift+click" in window.tool_hint.text()  # the status bar says how
+    key(qtbot, window, Qt.Key_Z, Qt.ControlModifier)  # one undo step
+    assert (window.opened.document.mask[:, :28] == UNLABELLED).all()
 
 
 def test_polygon_fills_the_outline_as_one_undo_step(open_window, qtbot):

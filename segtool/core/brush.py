@@ -135,6 +135,20 @@ def flood_fill_region(mask: np.ndarray, x: int, y: int) -> Region:
     return _flood_mask_region(ff_mask, rect)
 
 
+def same_label_region(mask: np.ndarray, x: int, y: int) -> Region:
+    """Every pixel of the image holding the same label as ``mask[y, x]``, connected or not
+    (a fill with napari's "contiguous" off; GIMP's fill of similar colours). Outside the
+    image: empty region."""
+    height, width = _check_shape(mask.shape)
+    if not (0 <= x < width and 0 <= y < height):
+        return Region.empty()
+    same = mask == mask[y, x]
+    columns, rows = np.flatnonzero(same.any(axis=0)), np.flatnonzero(same.any(axis=1))
+    rect = Rect.from_bounds(int(columns[0]), int(rows[0]), int(columns[-1]) + 1,
+                            int(rows[-1]) + 1)
+    return Region(rect, same[rect.slices])
+
+
 def magic_wand_region(image: np.ndarray, x: int, y: int, tolerance: int) -> Region:
     """Pixels connected to ``(x, y)`` whose value is within ``tolerance`` of the seed's,
     with the holes inside an object filled.

@@ -234,10 +234,13 @@ class LabelDocument:
         """Like :meth:`paint_segment` but makes the pixels unlabelled (255)."""
         return self._apply(brush.stroke_regions(start, end, radius, self.shape), UNLABELLED)
 
-    def flood_fill(self, x: int, y: int, class_id: int) -> Rect:
-        """Give ``class_id`` to the 4-connected region of ``(x, y)``'s label."""
+    def flood_fill(self, x: int, y: int, class_id: int, contiguous: bool = True) -> Rect:
+        """Give ``class_id`` to the 4-connected region of ``(x, y)``'s label, or with
+        ``contiguous`` False to every pixel of that label in the image."""
         value = _check_class(class_id)
-        return self._apply([brush.flood_fill_region(self._mask, x, y)], value)
+        region = (brush.flood_fill_region if contiguous else brush.same_label_region)(
+            self._mask, x, y)
+        return self._apply([region], value)
 
     def fill_polygon(self, points: Sequence[Point], class_id: int) -> Rect:
         """Give ``class_id`` to the polygon through ``points`` (pixel indices), outline included."""

@@ -123,6 +123,8 @@ class Canvas(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._window_from: QPointF | None = None
         self._last_pixel = (-1, -1)
+        # The keys held at the last left press, for tools that read them (Shift+click fill).
+        self.press_modifiers = Qt.KeyboardModifier.NoModifier
 
     # -- state read by the tools ---------------------------------------------------------
 
@@ -446,6 +448,7 @@ class Canvas(QGraphicsView):
         elif event.button() == Qt.MouseButton.RightButton and self._document is not None:
             self._window_from = event.position()
         elif event.button() == Qt.MouseButton.LeftButton and self._document is not None:
+            self.press_modifiers = event.modifiers()
             self._finish(self._handler.press(self.viewport_to_scene(event.position())))
         event.accept()
 

@@ -35,7 +35,8 @@ TOOL_HINTS: dict[Tool, str] = {
                 "the size · U paints only unlabelled pixels",
     Tool.ERASER: "Eraser: drag to make pixels unlabelled · [ and ] or Ctrl+wheel change the size",
     Tool.FILL: "Fill: a click fills the connected region of the same label (or of unlabelled "
-               "pixels) with the selected class",
+               "pixels) with the selected class · Shift+click fills every pixel of that label "
+               "in the image",
     Tool.POLYGON: "Polygon: click vertices, Enter (or double-click) closes, Esc cancels",
     Tool.WAND: "Magic wand: click to label the connected region of similar brightness · "
                "set Tolerance in the toolbar",
@@ -124,11 +125,15 @@ class BrushHandler(ToolHandler):
 
 
 class FillHandler(ToolHandler):
-    """Flood-fill the clicked label's connected region with the current class."""
+    """Flood-fill the clicked label's connected region with the current class; with Shift
+    held, every pixel of that label in the image (e.g. all the holes a wand click on the
+    background left unlabelled, in one click)."""
 
     def press(self, point: QPointF) -> Rect:
         x, y = pixel_of(point)
-        return self.canvas.document.flood_fill(x, y, self.canvas.current_class)
+        canvas = self.canvas
+        contiguous = not canvas.press_modifiers & Qt.KeyboardModifier.ShiftModifier
+        return canvas.document.flood_fill(x, y, canvas.current_class, contiguous)
 
 
 class WandHandler(ToolHandler):
