@@ -223,9 +223,15 @@ def run(args: argparse.Namespace, temp: Path) -> dict:
     for stem in stems:
         (source / images[stem].name).symlink_to(images[stem].resolve())
     project = Project.create(temp / "project", classes)
-    report = project.import_images(sorted(source.iterdir()))
-    if report.skipped:
-        raise SystemExit(str(report))
+    files = sorted(source.iterdir())
+    # The protocol labels each DICOM file as a 2D image; loose files of one series imported
+    # together would make one volume, so each goes in alone (as bench_realdata's folders do).
+    batches = [[path] for path in files if path.suffix.lower() == ".dcm"]
+    batches.append([path for path in files if path.suffix.lower() != ".dcm"])
+    for batch in batches:
+        report = project.import_images(batch)
+        if report.skipped:
+            raise SystemExit(str(report))
     truths = {stem: realdata.read_truth(masks[stem]) for stem in stems}
     learner = Learner(project) if args.mode != "brush" else None
     if args.threads is not None and learner is not None:
