@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from segtool.core.brush import DEFAULT_WAND_TOLERANCE, GRABCUT_MAX_PIXELS
+from segtool.core.brush import DEFAULT_WAND_TOLERANCE, GRABCUT_MAX_PIXELS, grabcut_crop
 from segtool.core.labels import LabelDocument
 from segtool.core.masks import UNLABELLED
 from segtool.core.proposal import NEUTRAL, apply_thresholds
@@ -218,9 +218,7 @@ def _grabcut_action(region: np.ndarray, class_id: int, scale: float) -> Action |
         region.shape[1], region.shape[0])
     if box.width < 5 or box.height < 5:
         return None
-    pad_x, pad_y = max(8, box.width // 4), max(8, box.height // 4)
-    crop = Rect.from_bounds(box.x - pad_x, box.y - pad_y, box.right + pad_x,
-                            box.bottom + pad_y).clip(region.shape[1], region.shape[0])
+    crop = grabcut_crop(box, region.shape[1], region.shape[0])
     wait = GRABCUT_S_PER_PIXEL * min(crop.area, GRABCUT_MAX_PIXELS)
     drag = math.hypot(box.width, box.height) * scale / STROKE_PX_PER_S
     return Action("grabcut", BOX_S + drag + wait, class_id, box=box)

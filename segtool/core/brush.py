@@ -240,6 +240,16 @@ def _as_rgb8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected (H, W) or (H, W, 3), got {image.shape}")
 
 
+def grabcut_crop(box: Rect, width: int, height: int, margin: float = 0.25) -> Rect:
+    """The part of a ``width`` x ``height`` image GrabCut sees for ``box``: the box widened
+    by ``margin`` times its size (at least 8 px) on each side, so that it sees background."""
+    pad_x = max(8, int(box.width * margin))
+    pad_y = max(8, int(box.height * margin))
+    return Rect.from_bounds(
+        box.x - pad_x, box.y - pad_y, box.right + pad_x, box.bottom + pad_y
+    ).clip(width, height)
+
+
 def grabcut_region(
     image: np.ndarray,
     box: Rect,
@@ -259,11 +269,7 @@ def grabcut_region(
     box = box.clip(width, height)
     if box.width < 3 or box.height < 3:
         return Region.empty()
-    pad_x = max(8, int(box.width * margin))
-    pad_y = max(8, int(box.height * margin))
-    crop = Rect.from_bounds(
-        box.x - pad_x, box.y - pad_y, box.right + pad_x, box.bottom + pad_y
-    ).clip(width, height)
+    crop = grabcut_crop(box, width, height, margin)
     local = box.translated(-crop.x, -crop.y)
     if local == Rect(0, 0, crop.width, crop.height):
         # The box covers the whole image: leave a one-pixel frame as background sample.

@@ -30,6 +30,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
 from segtool.core import overlay, proposal
+from segtool.core.brush import DEFAULT_WAND_TOLERANCE
 from segtool.core.editing import EditingSettings, Setting
 from segtool.core.labels import LabelDocument
 from segtool.core.rect import Rect
@@ -114,7 +115,7 @@ class Canvas(QGraphicsView):
         self._runner_up: proposal.RunnerUp | None = None
         self._prediction_threshold = 0
         self._class_thresholds: dict[int, float] = {}  # class -> p(class) it is proposed at
-        self._wand_tolerance = 16
+        self._wand_tolerance = DEFAULT_WAND_TOLERANCE
         self._handler: ToolHandler = make_handler(self.settings.tool, self)
         self._outline.set_diameter(self.settings.brush_size)
         self.settings.subscribe(self._on_setting)
