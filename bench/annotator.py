@@ -148,9 +148,14 @@ def _deepest_point(region: np.ndarray) -> tuple[int, int, float]:
     return int(x), int(y), float(distance[y, x])
 
 
-def _fill_action(mask: np.ndarray, region: np.ndarray, class_id: int) -> Action:
-    x, y, _ = _deepest_point(region)
-    return Action("fill", CLICK_S, class_id, points=[(float(x), float(y))])
+Deepest = tuple[int, int, float]  # a region's _deepest_point: x, y and its distance inside
+
+
+def _fill_action(deepest: Deepest, class_id: int, every: bool = False) -> Action:
+    """A fill click at the region's deepest point; with ``every``, a Shift+click."""
+    x, y, _ = deepest
+    return Action("fill all" if every else "fill", FILL_ALL_S if every else CLICK_S, class_id,
+                  points=[(float(x), float(y))])
 
 
 def _polygon_action(region: np.ndarray, class_id: int, scale: float) -> Action | None:
@@ -171,9 +176,10 @@ def _polygon_action(region: np.ndarray, class_id: int, scale: float) -> Action |
                   points=points)
 
 
-def _brush_action(region: np.ndarray, class_id: int, scale: float) -> Action:
+def _brush_action(region: np.ndarray, deepest: Deepest, class_id: int,
+                  scale: float) -> Action:
     """Horizontal strokes along the runs of ``region``, with a brush as thick as it."""
-    _, _, depth = _deepest_point(region)
+    x, y, depth = deepest
     radius = float(min(30.0, max(1.0, math.floor(depth * 0.9))))
     rows = np.flatnonzero(region.any(axis=1))
     top, bottom = int(rows[0]), int(rows[-1])
@@ -185,7 +191,6 @@ def _brush_action(region: np.ndarray, class_id: int, scale: float) -> Action:
         for start, stop in zip(edges[::2], edges[1::2], strict=True):
             segments.append(((float(start), float(y)), (float(stop - 1), float(y))))
     if not segments:
-        x, y, _ = _deepest_point(region)
         segments = [((float(x), float(y)), (float(x), float(y)))]
     segments.sort(key=lambda s: -(s[1][0] - s[0][0]))
     segments = segments[:MAX_STROKES_PER_ACTION]
@@ -194,20 +199,15 @@ def _brush_action(region: np.ndarray, class_id: int, scale: float) -> Action:
     return Action("brush", seconds, class_id, radius=radius, segments=segments)
 
 
-def _wand_actions(region: np.ndarray, class_id: int, tools: SmartTools) -> list[Action]:
+def _wand_actions(deepest: Deepest, class_id: int, tools: SmartTools) -> list[Action]:
     """A wand click at the region's deepest point at each tolerance of the ladder, charged
     for the tries on the rungs between the toolbar's tolerance and that one."""
-    x, y, _ = _deepest_point(region)
+    x, y, _ = deepest
     ladder = sorted({tools.tolerance, *WAND_TOLERANCES})
     here = ladder.index(tools.tolerance)
     return [Action("wand", CLICK_S + abs(rung - here) * (UNDO_S + TOLERANCE_S + CLICK_S),
                    class_id, points=[(float(x), float(y))], tolerance=tolerance)
             for rung, tolerance in enumerate(ladder)]
-
-
-def _fill_all_action(region: np.ndarray, class_id: int) -> Action:
-    x, y, _ = _deepest_point(region)
-    return Action("fill all", FILL_ALL_S, class_id, points=[(float(x), float(y))])
 
 
 def _grabcut_action(region: np.ndarray, class_id: int, scale: float) -> Action | None:
@@ -292,14 +292,15 @@ def correct_until(document: LabelDocument, truth: np.ndarray, target: float,
         if found is None:
             break
         region, class_id = found
-        candidates = [_fill_action(document.mask, region, class_id),
-                      _brush_action(region, class_id, scale)]
+        deepest = _deepest_point(region)
+        candidates = [_fill_action(deepest, class_id),
+                      _brush_action(region, deepest, class_id, scale)]
         polygon = _polygon_action(region, class_id, scale)
         if polygon is not None:
             candidates.append(polygon)
         if image is not None:
-            candidates += _wand_actions(region, class_id, tools)
-            candidates.append(_fill_all_action(region, class_id))
+            candidates += _wand_actions(deepest, class_id, tools)
+            candidates.append(_fill_action(deepest, class_id, every=True))
             grabcut = _grabcut_action(region, class_id, scale)
             if grabcut is not None:
                 candidates.append(grabcut)
