@@ -46,6 +46,14 @@ class Recording(LabelDocument):
         self.calls.append("paint_segment")
         return super().paint_segment(*args, **kwargs)
 
+    def magic_wand(self, *args, **kwargs):
+        self.calls.append("magic_wand")
+        return super().magic_wand(*args, **kwargs)
+
+    def grabcut(self, *args, **kwargs):
+        self.calls.append("grabcut")
+        return super().grabcut(*args, **kwargs)
+
 
 def test_correction_reaches_the_target_through_the_documents_tools():
     truth = scene()
@@ -158,22 +166,12 @@ def nuclei_image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return truth, np.clip(image, 0, 255).astype(np.uint8)
 
 
-class RecordingSmart(Recording):
-    def magic_wand(self, *args, **kwargs):
-        self.calls.append("magic_wand")
-        return super().magic_wand(*args, **kwargs)
-
-    def grabcut(self, *args, **kwargs):
-        self.calls.append("grabcut")
-        return super().grabcut(*args, **kwargs)
-
-
 def test_the_smart_tools_label_bright_discs_faster_through_the_documents_wand():
     truth, image = nuclei_image()
     plain = annotator.label_image(LabelDocument(np.full(truth.shape, UNLABELLED, np.uint8)),
                                   truth, 0.95, 300)
     tools = annotator.SmartTools(image)
-    document = RecordingSmart(np.full(truth.shape, UNLABELLED, np.uint8))
+    document = Recording(np.full(truth.shape, UNLABELLED, np.uint8))
     smart = annotator.label_image(document, truth, 0.95, 300, tools=tools)
     assert smart.reached and annotator.mean_iou(document.mask, truth) == pytest.approx(smart.miou)
     assert "magic_wand" in document.calls and smart.actions.get("wand", 0) >= 1
@@ -190,7 +188,7 @@ def test_a_grabcut_box_round_a_missed_disc_acts_as_it_was_tried():
     truth, image = nuclei_image(1)
     guess = truth.copy()
     guess[29:44, 41:56] = 0  # the model missed the middle disc
-    document = RecordingSmart(guess.copy())
+    document = Recording(guess.copy())
     region = guess != truth
     action = annotator._grabcut_action(region, 1, annotator.screen_scale(truth.shape))
     assert action is not None and action.kind == "grabcut"
