@@ -27,6 +27,14 @@ def scene() -> np.ndarray:
     return truth
 
 
+def _recorded(name: str):
+    """``LabelDocument.<name>``, noting the call in the document's ``calls``."""
+    def method(self, *args, **kwargs):
+        self.calls.append(name)
+        return getattr(LabelDocument, name)(self, *args, **kwargs)
+    return method
+
+
 class Recording(LabelDocument):
     """A LabelDocument that notes which of its editing tools were called."""
 
@@ -34,25 +42,11 @@ class Recording(LabelDocument):
         super().__init__(mask)
         self.calls: list[str] = []
 
-    def flood_fill(self, *args, **kwargs):
-        self.calls.append("flood_fill")
-        return super().flood_fill(*args, **kwargs)
-
-    def fill_polygon(self, *args, **kwargs):
-        self.calls.append("fill_polygon")
-        return super().fill_polygon(*args, **kwargs)
-
-    def paint_segment(self, *args, **kwargs):
-        self.calls.append("paint_segment")
-        return super().paint_segment(*args, **kwargs)
-
-    def magic_wand(self, *args, **kwargs):
-        self.calls.append("magic_wand")
-        return super().magic_wand(*args, **kwargs)
-
-    def grabcut(self, *args, **kwargs):
-        self.calls.append("grabcut")
-        return super().grabcut(*args, **kwargs)
+    flood_fill = _recorded("flood_fill")
+    fill_polygon = _recorded("fill_polygon")
+    paint_segment = _recorded("paint_segment")
+    magic_wand = _recorded("magic_wand")
+    grabcut = _recorded("grabcut")
 
 
 def test_correction_reaches_the_target_through_the_documents_tools():
